@@ -1,0 +1,58 @@
+# Developer entry points. Everything runs from the project virtualenv in $(VENV); `make help` lists targets.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+# torch is installed first and pinned: a bare `torch` requirement would pull several GB of CUDA packages.
+TORCH_SPEC ?= torch==2.13.0
+PYTEST_ARGS ?=
+# Rebuilt whenever the packaging metadata changes; otherwise `make install` is a no-op.
+STAMP := $(VENV)/.installed
+PACKAGING := setup.py setup.cfg pyproject.toml package.xml
+
+.DEFAULT_GOAL := help
+# A recipe that fails leaves no half-made target (venv marker, install stamp) behind.
+.DELETE_ON_ERROR:
+.PHONY: help venv install test test-slow lint demo bench clean
+
+help: ## List the targets
+	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
+
+$(VENV)/pyvenv.cfg:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --upgrade pip
+	@touch $@
+
+venv: $(VENV)/pyvenv.cfg ## Create the virtualenv (.venv) if missing, with an up-to-date pip
+
+$(STAMP): $(VENV)/pyvenv.cfg $(PACKAGING)
+	$(BIN)/pip install '$(TORCH_SPEC)'
+	$(BIN)/pip install -e '.[dev]'
+	@touch $@
+
+install: $(STAMP) ## Install torch (CPU) and the package in editable mode with the dev extras
+
+test: install ## Run the fast test suite
+	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
+
+test-slow: install ## Run the slow tests (learning, emulators)
+	@$(BIN)/python -m pytest -m slow $(PYTEST_ARGS); rc=$$?; \
+	if [ $$rc -eq 5 ]; then echo "error: pytest collected no slow tests" >&2; fi; exit $$rc
+
+lint: install ## Run ruff on the whole repository
+	$(BIN)/ruff check .
+
+demo: install ## Train the default quadrotor task, export, evaluate and print the result
+	$(BIN)/sim2real demo
+
+bench: install ## Run every benchmark in benchmarks/ (each prints a comparison table)
+	@set -e; found=0; for f in benchmarks/*.py; do \
+		case "$$(basename "$$f")" in _*) continue;; esac; \
+		[ -f "$$f" ] || continue; found=1; \
+		echo "==> $$f"; $(BIN)/python "$$f"; \
+	done; \
+	if [ $$found -eq 0 ]; then echo "error: no benchmarks in benchmarks/" >&2; exit 1; fi
+
+clean: ## Remove the virtualenv and build artefacts (keeps runs/)
+	rm -rf $(VENV) build dist install log .eggs *.egg-info .pytest_cache .ruff_cache
+	find . -path ./runs -prune -o -type d -name __pycache__ -prune -exec rm -rf {} +

@@ -1,0 +1,303 @@
+"""``sim2real`` command line: list tasks, train, export, evaluate, and the one-command demo.
+
+Every failure the user can cause (bad arguments, unknown task, missing/corrupt files, unwritable
+directories, NaN policies) ends with one ``error: ...`` line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+EXAMPLES = """examples:
+  sim2real list
+  sim2real train quadrotor-hover --seed 1 --num-envs 32
+  sim2real train quadrotor-hover --set sac.batch_size=512 --set env.reward.termination_penalty=50
+  sim2real train quadrotor-hover --resume runs/quadrotor-hover/20261121-101500_sac_s0
+  sim2real export onnx runs/quadrotor-hover/20261121-101500_sac_s0
+  sim2real eval runs/quadrotor-hover/20261121-101500_sac_s0 --episodes 200
+  sim2real demo
+"""
+
+
+def _build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="sim2real",
+        description="Train control policies in batched simulators, export them (ONNX), evaluate them.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("list", help="list the registered tasks", description="List the registered tasks.")
+
+    t = sub.add_parser(
+        "train",
+        help="train a policy with SAC",
+        description="Train SAC on a task. Runs are written to LOG_DIR/<task>/<time>_<name>_s<seed>/ "
+        "(checkpoint.pt, config.yaml, TensorBoard events, summary.json, learning_curve.png).",
+    )
+    t.add_argument("task", help="task name (see `sim2real list`)")
+    t.add_argument("--seed", type=int, default=None, help="random seed (default 0); same seed = same run")
+    t.add_argument("--num-envs", type=int, default=None, help="parallel simulated envs (default: the task's tuned value)")
+    t.add_argument("--device", default=None, help="torch device, e.g. cpu or cuda:0 (default cpu)")
+    t.add_argument("--total-steps", type=int, default=None, help="env steps summed over envs (default: task's value)")
+    t.add_argument("--name", default=None, help="run name used in the run directory (default sac)")
+    t.add_argument("--log-dir", default=None, help="root of the run directories (default runs)")
+    t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its checkpoint")
+    t.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override any setting by dotted key, repeatable: e.g. sac.batch_size=512, updates_per_step=2, "
+        "env.reward.position=40 (see --print-config for every key)",
+    )
+    t.add_argument("--print-config", action="store_true", help="print the resolved configuration and exit")
+    t.add_argument("--quiet", action="store_true", help="no progress bar; print the summary only")
+
+    e = sub.add_parser(
+        "eval",
+        help="evaluate an exported policy in the simulator",
+        description="Run the ONNX policy (onnxruntime) in the simulator for N episodes of 5 s with per-episode "
+        "disturbances from the `nominal` and `hard` start distributions; print the figures and write "
+        "eval.json and trajectories.png. A run directory is exported first if it has no exported/policy.onnx.",
+    )
+    e.add_argument("source", help="run directory or policy.onnx")
+    e.add_argument("--episodes", type=int, default=200, help="episodes per start distribution (default 200)")
+    e.add_argument("--seed", type=int, default=0, help="seed of the evaluation episodes (default 0)")
+    e.add_argument(
+        "--starts", nargs="+", default=["nominal", "hard"], choices=["nominal", "hard"], help="start distributions"
+    )
+    e.add_argument("--out", default=None, help="directory for eval.json and trajectories.png (default: beside the policy)")
+    e.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+
+    x = sub.add_parser("export", help="export a trained policy", description="Export a trained policy.")
+    xs = x.add_subparsers(dest="format", required=True, metavar="FORMAT")
+    o = xs.add_parser(
+        "onnx",
+        help="deterministic actor with normaliser and metadata -> policy.onnx",
+        description="Write <run>/exported/policy.onnx: input `obs` [batch, obs_dim], output `actions` [batch, act_dim], "
+        "metadata JSON (observation layout, action mapping, control rate, run id) in metadata_props. "
+        "Refuses to write a model whose onnxruntime outputs disagree with PyTorch.",
+    )
+    o.add_argument("source", help="run directory or checkpoint.pt")
+    o.add_argument("--out", default=None, help="output .onnx path (default <run>/exported/policy.onnx)")
+    o.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
+    o.add_argument("--atol", type=float, default=1e-5, help="max |torch - onnxruntime| accepted (default 1e-5)")
+
+    d = sub.add_parser(
+        "demo",
+        help="train the default quadrotor task, export, evaluate, print the result",
+        description="The main job in one command: train quadrotor-hover with its defaults, export ONNX, evaluate "
+        "200 nominal + 200 hard episodes and print the figures against the acceptance criterion.",
+    )
+    d.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
+    d.add_argument("--log-dir", default="runs", help="root of the run directories (default runs)")
+    d.add_argument("--quiet", action="store_true", help="no progress bar")
+    return p
+
+
+# ----------------------------------------------------------------------------------------------- commands
+def cmd_list(_: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim2real.sim.core import list_tasks
+
+    table = Table(title="sim2real tasks")
+    for col in ("task", "description"):
+        table.add_column(col)
+    for entry in list_tasks():
+        table.add_row(entry.name, entry.description)
+    Console().print(table)
+    return 0
+
+
+def _train_config(args: argparse.Namespace):
+    from sim2real.policies.runner import TrainConfig, apply_overrides
+    from sim2real.sim.core import get_task
+
+    entry = get_task(args.task)
+    cfg = entry.train_defaults() if entry.train_defaults else TrainConfig(task=args.task)
+    flags = {
+        "seed": args.seed, "num_envs": args.num_envs, "device": args.device, "total_env_steps": args.total_steps,
+        "name": args.name, "log_dir": args.log_dir,
+    }  # fmt: skip
+    cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
+    overrides = {}
+    for item in args.overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        overrides[key.strip()] = value.strip()
+    return apply_overrides(cfg, overrides)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from sim2real.policies.runner import Runner, config_to_dict
+
+    if args.resume:
+        runner = Runner.resume(args.resume, total_env_steps=args.total_steps, quiet=args.quiet)
+    else:
+        cfg = _train_config(args)
+        if args.print_config:
+            import yaml
+
+            print(yaml.safe_dump(config_to_dict(cfg), sort_keys=False), end="")
+            return 0
+        runner = Runner(cfg, quiet=args.quiet)
+    summary = runner.train()
+    _print_summary("training summary", summary)
+    return 0
+
+
+def _resolve_policy(source: str) -> Path:
+    """A ``policy.onnx`` path for a run directory (exporting it if needed) or an ``.onnx`` file."""
+    from sim2real.firmware_export.onnx_export import export_onnx
+
+    path = Path(source)
+    if path.is_dir():
+        onnx_path = path / "exported" / "policy.onnx"
+        if not onnx_path.exists():
+            onnx_path = export_onnx(path)
+        return onnx_path
+    if not path.exists():
+        raise FileNotFoundError(f"no such run directory or policy file: {path}")
+    if path.suffix != ".onnx":
+        raise ValueError(f"eval expects a run directory or a .onnx file, got {path}")
+    return path
+
+
+def evaluate_policy_file(onnx_path: Path, episodes: int, seed: int, starts: tuple[str, ...], out: Path | None) -> dict:
+    """Evaluate an exported hover policy; writes ``eval.json`` and ``trajectories.png`` into ``out``."""
+    from sim2real.eval import evaluate_hover, plot_trajectories, write_results
+    from sim2real.firmware_export.onnx_export import OnnxPolicy
+    from sim2real.sim.tasks.hover import HoverConfig
+    from sim2real.utils import dataclass_from_dict
+
+    if episodes < 1:
+        raise ValueError(f"--episodes must be >= 1, got {episodes}")
+    policy = OnnxPolicy(onnx_path)
+    meta = policy.metadata
+    if meta.get("task") != "quadrotor-hover":
+        raise ValueError(f"{onnx_path}: evaluation supports quadrotor-hover policies, this one is {meta.get('task')!r}")
+    base = dataclass_from_dict(HoverConfig, meta.get("env_config", {}))
+    if base.action_history * 4 + 18 != policy.obs_dim:
+        raise ValueError(f"{onnx_path}: obs_dim {policy.obs_dim} does not match action_history {base.action_history}")
+    t0 = time.time()
+    results, trajs = evaluate_hover(policy, episodes, seed, starts, base=replace(base, device="cpu"))
+    results["meta"] = {"policy": str(onnx_path), "episodes": episodes, "seed": seed, "eval_time_s": round(time.time() - t0, 2)}
+    out = out or onnx_path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    write_results(results, out / "eval.json")
+    plot_trajectories(trajs, out / "trajectories.png")
+    results["meta"]["files"] = [str(out / "eval.json"), str(out / "trajectories.png")]
+    return results
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    onnx_path = _resolve_policy(args.source)
+    results = evaluate_policy_file(onnx_path, args.episodes, args.seed, tuple(args.starts), Path(args.out) if args.out else None)
+    if args.json:
+        print(json.dumps(results, indent=2))
+    else:
+        _print_eval(results)
+    return 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from sim2real.firmware_export.onnx_export import export_onnx, read_metadata
+
+    path = export_onnx(args.source, Path(args.out) if args.out else None, opset=args.opset, atol=args.atol)
+    meta = read_metadata(path)
+    print(f"wrote {path} (obs_dim {meta['obs_dim']}, act_dim {meta['act_dim']}, "
+          f"parity max|diff| {meta.get('parity_max_abs_diff', float('nan')):.2e})")  # fmt: skip
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from sim2real.firmware_export.onnx_export import export_onnx
+    from sim2real.policies.runner import Runner, quadrotor_hover_defaults
+
+    t0 = time.time()
+    cfg = replace(quadrotor_hover_defaults(), seed=args.seed, log_dir=args.log_dir, name="demo")
+    runner = Runner(cfg, quiet=args.quiet)
+    summary = runner.train()
+    _print_summary("training summary", summary)
+    onnx_path = export_onnx(runner.run_dir)
+    print(f"exported {onnx_path}")
+    results = evaluate_policy_file(onnx_path, 200, 0, ("nominal", "hard"), None)
+    _print_eval(results)
+    print(f"demo finished in {time.time() - t0:.0f} s; run directory {runner.run_dir}")
+    return 0
+
+
+# ----------------------------------------------------------------------------------------------- output
+def _print_summary(title: str, summary: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_header=False)
+    for k, v in summary.items():
+        table.add_row(k, f"{v:.3f}" if isinstance(v, float) else str(v))
+    Console().print(table)
+
+
+def _print_eval(results: dict[str, Any]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from sim2real.eval import CRITERION
+
+    starts = [k for k in ("nominal", "hard") if k in results]
+    table = Table(title=f"evaluation: {results['meta']['episodes']} episodes x 5 s per start, onnxruntime")
+    table.add_column("figure")
+    for s in starts:
+        table.add_column(s, justify="right")
+    rows = [
+        ("left the ±0.6 m box", "left_box_fraction", "{:.1%}"),
+        ("mean |p| over last 2 s [m]", "pos_error_last2s_m", "{:.3f}"),
+        ("p90 |p| over last 2 s [m]", "pos_error_last2s_p90_m", "{:.3f}"),
+        ("mean tilt over last 2 s [deg]", "tilt_last2s_deg", "{:.2f}"),
+        ("action jitter |a_t - a_t-1|", "action_jitter", "{:.4f}"),
+        ("settled < 0.10 m", "settled_fraction", "{:.1%}"),
+    ]
+    for label, key, fmt in rows:
+        table.add_row(label, *(fmt.format(results[s][key]) for s in starts))
+    console = Console()
+    console.print(table)
+    if "nominal" in results:
+        ok = results["nominal_pass"]["passed"]
+        console.print(
+            f"criterion (nominal: <= {CRITERION['left_box_fraction']:.0%} leave, error < "
+            f"{CRITERION['pos_error_last2s_m']} m): " + ("[bold green]PASS[/]" if ok else "[bold red]FAIL[/]")
+        )
+    console.print(f"wrote {', '.join(results['meta']['files'])}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``sim2real`` console script; returns the exit status."""
+    args = _build_parser().parse_args(argv)
+    from sim2real.utils import CheckpointError
+
+    handlers = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo}
+    try:
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except (KeyError, ValueError, TypeError, FileNotFoundError, PermissionError, CheckpointError, RuntimeError) as e:
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else e
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

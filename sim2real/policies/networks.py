@@ -1,0 +1,164 @@
+"""Networks for the off-policy learners: tanh-Gaussian actor, fused twin critics, observation normaliser.
+
+The twin critics are one module whose weights are stacked along a leading *ensemble* dimension, so both
+Q-functions are evaluated with one batched matmul per layer (``torch.baddbmm``) instead of two separate
+MLPs: fewer kernel launches, one optimizer tensor per layer, one graph for ``torch.compile``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ACTIVATIONS = {"relu": F.relu, "elu": F.elu, "silu": F.silu, "tanh": torch.tanh}
+
+
+class RunningNormalizer(nn.Module):
+    """Per-feature running mean/variance (Chan et al. parallel update), applied as ``(x - mean) / std``.
+
+    Statistics are buffers, so they travel in checkpoints and are baked into the ONNX export.
+    """
+
+    def __init__(self, dim: int, eps: float = 1e-6, clip: float = 10.0) -> None:
+        super().__init__()
+        self.register_buffer("mean", torch.zeros(dim))
+        self.register_buffer("var", torch.ones(dim))
+        self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
+        self.eps = eps
+        self.clip = clip
+
+    @torch.no_grad()
+    def update(self, x: torch.Tensor) -> None:
+        """Fold a batch ``(B, dim)`` into the statistics."""
+        x = x.reshape(-1, self.mean.shape[0]).to(torch.float64)
+        n = x.shape[0]
+        if n == 0:
+            return
+        b_mean, b_var = x.mean(0), x.var(0, unbiased=False)
+        tot = self.count + n
+        delta = b_mean - self.mean.double()
+        new_mean = self.mean.double() + delta * n / tot
+        m2 = self.var.double() * self.count + b_var * n + delta.square() * self.count * n / tot
+        self.mean.copy_(new_mean.float())
+        self.var.copy_((m2 / tot).float())
+        self.count.fill_(tot)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Normalise ``(..., dim)``; clipped to ``±clip`` standard deviations."""
+        return ((x - self.mean) * torch.rsqrt(self.var + self.eps)).clamp(-self.clip, self.clip)
+
+
+class MLP(nn.Module):
+    """Plain MLP ``in -> hidden... -> out`` with an optional LayerNorm after each hidden layer."""
+
+    def __init__(
+        self, in_dim: int, hidden: tuple[int, ...], out_dim: int, activation: str = "relu", layernorm: bool = False
+    ) -> None:
+        super().__init__()
+        dims = (in_dim, *hidden)
+        self.layers = nn.ModuleList(nn.Linear(a, b) for a, b in zip(dims[:-1], dims[1:]))
+        self.norms = nn.ModuleList(nn.LayerNorm(b) for b in hidden) if layernorm else None
+        self.out = nn.Linear(dims[-1], out_dim)
+        self.act = ACTIVATIONS[activation]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, layer in enumerate(self.layers):
+            x = layer(x)
+            if self.norms is not None:
+                x = self.norms[i](x)
+            x = self.act(x)
+        return self.out(x)
+
+
+class SquashedGaussianActor(nn.Module):
+    """tanh-Gaussian policy: ``u ~ N(mu(s), sigma(s))``, ``a = tanh(u)`` in ``[-1, 1]^A``.
+
+    ``log sigma`` is squashed smoothly into ``[log_std_min, log_std_max]``.
+    """
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...] = (64, 64),
+        activation: str = "relu",
+        log_std_min: float = -5.0,
+        log_std_max: float = 2.0,
+    ) -> None:
+        super().__init__()
+        self.net = MLP(obs_dim, hidden, 2 * act_dim, activation)
+        self.act_dim = act_dim
+        self.log_std_min, self.log_std_max = log_std_min, log_std_max
+
+    def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and log-std ``(B, A)`` each, for normalised observations ``(B, obs_dim)``."""
+        out = self.net(obs)
+        mu, raw = out[..., : self.act_dim], out[..., self.act_dim :]  # slicing, not chunk: exports to clean ONNX
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(raw) + 1.0)
+        return mu, log_std
+
+    def deterministic(self, obs: torch.Tensor) -> torch.Tensor:
+        """Deployment action ``tanh(mu(s))``, ``(B, A)``."""
+        return torch.tanh(self.dist_params(obs)[0])
+
+    def sample(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reparameterised sample ``a (B, A)`` and its log-probability ``(B,)``.
+
+        ``log pi(a|s) = sum_j [log N(u_j; mu_j, sigma_j) - log(1 - tanh(u_j)^2)]`` with the stable identity
+        ``log(1 - tanh(u)^2) = 2 (log 2 - u - softplus(-2u))``.
+        """
+        mu, log_std = self.dist_params(obs)
+        eps = torch.randn_like(mu)
+        u = mu + eps * log_std.exp()
+        log_n = -0.5 * eps.square() - log_std - 0.5 * math.log(2 * math.pi)
+        log_jac = 2.0 * (math.log(2.0) - u - F.softplus(-2.0 * u))
+        return torch.tanh(u), (log_n - log_jac).sum(-1)
+
+
+class EnsembleCritic(nn.Module):
+    """``K`` Q-functions ``Q_k(s, a)`` evaluated together: weights ``(K, in, out)``, one ``baddbmm`` per layer."""
+
+    def __init__(
+        self,
+        obs_dim: int,
+        act_dim: int,
+        hidden: tuple[int, ...] = (64, 64),
+        num_q: int = 2,
+        activation: str = "relu",
+        layernorm: bool = False,
+    ) -> None:
+        super().__init__()
+        dims = (obs_dim + act_dim, *hidden, 1)
+        self.weights = nn.ParameterList()
+        self.biases = nn.ParameterList()
+        for fan_in, fan_out in zip(dims[:-1], dims[1:]):
+            bound = 1.0 / math.sqrt(fan_in)  # same init as nn.Linear (kaiming-uniform a=sqrt(5))
+            self.weights.append(nn.Parameter(torch.empty(num_q, fan_in, fan_out).uniform_(-bound, bound)))
+            self.biases.append(nn.Parameter(torch.empty(num_q, 1, fan_out).uniform_(-bound, bound)))
+        self.layernorm = layernorm
+        self.act = ACTIVATIONS[activation]
+        self.num_q = num_q
+
+    def forward(self, obs: torch.Tensor, act: torch.Tensor, params: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Q-values ``(K, B)`` for observations ``(B, obs_dim)`` and actions ``(B, A)``.
+
+        ``params`` (weights then biases, as :meth:`param_list`) overrides the module's own tensors; the actor
+        loss passes detached copies so that its gradient reaches the actor only.
+        """
+        if params is None:
+            params = self.param_list()
+        n = len(params) // 2
+        x = torch.cat((obs, act), -1).unsqueeze(0).expand(self.num_q, -1, -1)  # (K, B, in)
+        for i in range(n):
+            x = torch.baddbmm(params[n + i], x, params[i])  # b + x W, (K, B, out)
+            if i < n - 1:
+                if self.layernorm:
+                    x = F.layer_norm(x, x.shape[-1:])
+                x = self.act(x)
+        return x.squeeze(-1)
+
+    def param_list(self) -> list[torch.Tensor]:
+        return [*self.weights, *self.biases]

@@ -1,0 +1,378 @@
+"""Off-policy training loop: batched env collection, replay, SAC updates, checkpoints, logging, progress.
+
+A run lives in ``runs/<task>/<YYYYmmdd-HHMMSS>_<name>/``: ``config.yaml`` (resolved), ``checkpoint.pt``
+(latest, written atomically), TensorBoard event files, ``summary.json`` and ``learning_curve.png``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sim2real.policies.replay import ReplayBuffer
+from sim2real.policies.sac import SAC, SACConfig
+from sim2real.sim.core import VecEnv, get_task
+from sim2real.utils import atomic_torch_save, dataclass_from_dict, load_checkpoint, write_text_atomic
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (saved beside it as ``config.yaml``)."""
+
+    task: str = "quadrotor-hover"
+    seed: int = 0
+    device: str = "cpu"
+    num_envs: int = 64
+    total_env_steps: int = 1_000_000
+    """Env steps summed over all envs."""
+    warmup_env_steps: int = 10_000
+    """Uniform-random actions (summed over envs) before the policy acts and learning starts."""
+    updates_per_step: float = 1.0
+    """Gradient updates per vector step; replay ratio = updates_per_step * batch_size / num_envs."""
+    replay_size: int = 1_000_000
+    sac: SACConfig = field(default_factory=SACConfig)
+    env: dict[str, Any] = field(default_factory=dict)
+    """Overrides of the task config, dotted keys, e.g. ``{"reward.position_max": 40.0}``."""
+    name: str = "sac"
+    log_dir: str = "runs"
+    log_interval: int = 20_000
+    """Env steps between TensorBoard/console log points."""
+    checkpoint_interval: int = 200_000
+    save_replay: bool = False
+    """Also save the replay buffer (``replay.pt``) so ``--resume`` continues bit-exactly."""
+    torch_threads: int = 0
+    """``torch.set_num_threads`` (0 = leave PyTorch's default: all cores)."""
+
+
+def quadrotor_hover_defaults() -> TrainConfig:
+    """Tuned defaults for ``quadrotor-hover`` on a 2-core CPU (see the README's benchmark table)."""
+    return TrainConfig(
+        task="quadrotor-hover",
+        num_envs=64,
+        total_env_steps=600_000,
+        warmup_env_steps=20_000,
+        updates_per_step=1.0,
+        sac=SACConfig(batch_size=512, gamma=0.99, tau=0.005, init_alpha=0.5),
+        env={"reward.interval": 60_000},
+    )
+
+
+# ----------------------------------------------------------------------------------------------- config utils
+def apply_overrides(obj: Any, overrides: dict[str, Any]) -> Any:
+    """Return a copy of dataclass ``obj`` with dotted-key overrides applied (values coerced to field types)."""
+    for key, value in overrides.items():
+        head, _, rest = key.partition(".")
+        names = {f.name for f in fields(obj)}
+        if head not in names:
+            raise KeyError(f"unknown setting {key!r} for {type(obj).__name__}; valid: {', '.join(sorted(names))}")
+        current = getattr(obj, head)
+        if rest:
+            if isinstance(current, dict):
+                obj = replace(obj, **{head: {**current, rest: value}})
+            elif is_dataclass(current):
+                obj = replace(obj, **{head: apply_overrides(current, {rest: value})})
+            else:
+                raise KeyError(f"setting {head!r} of {type(obj).__name__} has no sub-field {rest!r}")
+        else:
+            obj = replace(obj, **{head: _coerce(value, current, key)})
+    return obj
+
+
+def _coerce(value: Any, current: Any, key: str) -> Any:
+    if not isinstance(value, str) or isinstance(current, str):
+        return value
+    try:
+        if isinstance(current, bool):
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        if isinstance(current, int):
+            return int(float(value)) if "e" in value.lower() else int(value)
+        if isinstance(current, float) or current is None:
+            return None if value.lower() == "none" else float(value)
+        if isinstance(current, tuple):
+            return tuple(type(current[0])(v) for v in value.strip("()[] ").split(",") if v)
+    except ValueError:
+        raise ValueError(f"setting {key!r}: cannot read {value!r} as {type(current).__name__}") from None
+    return value
+
+
+def config_to_dict(cfg: Any) -> dict[str, Any]:
+    d = asdict(cfg)
+    return json.loads(json.dumps(d, default=list))
+
+
+def config_from_dict(d: dict[str, Any]) -> TrainConfig:
+    """Inverse of :func:`config_to_dict` (unknown keys are an error)."""
+    return dataclass_from_dict(TrainConfig, d)
+
+
+def make_env(cfg: TrainConfig, **extra: Any) -> VecEnv:
+    """Build the task env of a training config (task overrides applied)."""
+    entry = get_task(cfg.task)
+    if entry.config_cls is None:
+        return entry.make(num_envs=cfg.num_envs, device=cfg.device, **extra)
+    env_cfg = apply_overrides(entry.config_cls(), {"num_envs": cfg.num_envs, "device": cfg.device, **cfg.env})
+    env_cfg = replace(env_cfg, **extra)
+    return entry.make(env_cfg)
+
+
+# ----------------------------------------------------------------------------------------------- runner
+class Runner:
+    """Trains SAC on a registered task. ``Runner(cfg).train()``; ``Runner.resume(run_dir).train()``."""
+
+    def __init__(self, cfg: TrainConfig, run_dir: Path | None = None, quiet: bool = False) -> None:
+        if cfg.num_envs < 1 or cfg.total_env_steps < 1:
+            raise ValueError("num_envs and total_env_steps must be positive")
+        if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+            raise RuntimeError(f"device {cfg.device!r} requested but CUDA is not available on this machine")
+        if cfg.torch_threads:
+            torch.set_num_threads(cfg.torch_threads)
+        self.cfg = cfg
+        self.quiet = quiet
+        torch.manual_seed(cfg.seed)
+        self.env = make_env(cfg)
+        self.env.reset(cfg.seed)
+        spec = self.env.spec
+        self.agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, cfg.device)
+        a_dim, c_dim = spec.obs_dims[cfg.sac.actor_obs], spec.obs_dims[cfg.sac.critic_obs]
+        self.use_terms = bool(self.env.reward_term_names)
+        reward_field = ((len(self.env.reward_term_names),), torch.float32) if self.use_terms else ((), torch.float32)
+        self.replay = ReplayBuffer(
+            min(cfg.replay_size, max(cfg.total_env_steps, cfg.num_envs)),
+            {
+                "obs_actor": ((a_dim,), torch.float32),
+                "obs_critic": ((c_dim,), torch.float32),
+                "action": ((spec.action_dim,), torch.float32),
+                "reward_terms" if self.use_terms else "reward": reward_field,
+                "next_obs_actor": ((a_dim,), torch.float32),
+                "next_obs_critic": ((c_dim,), torch.float32),
+                "terminated": ((), torch.float32),
+            },
+            cfg.device,
+            seed=cfg.seed + 1,
+        )
+        self.env_steps = 0
+        self.update_credit = 0.0
+        self.obs = self.env.reset(cfg.seed)
+        self.agent.observe(self.obs)
+        self.run_dir = run_dir or self._new_run_dir()
+        self.history: list[dict[str, float]] = []
+
+    def _new_run_dir(self) -> Path:
+        stamp = time.strftime("%Y%m%d-%H%M%S")
+        base = Path(self.cfg.log_dir) / self.cfg.task / f"{stamp}_{self.cfg.name}_s{self.cfg.seed}"
+        path, i = base, 1
+        while path.exists():
+            path, i = base.with_name(f"{base.name}-{i}"), i + 1
+        return path
+
+    # ------------------------------------------------------------------------------------------ one iteration
+    def collect(self) -> dict[str, torch.Tensor] | None:
+        """One vector step of every env; returns episode stats of envs that ended (or None)."""
+        cfg, env = self.cfg, self.env
+        if self.env_steps < cfg.warmup_env_steps:
+            action = torch.rand(env.num_envs, env.spec.action_dim, device=env.device) * 2 - 1
+        else:
+            action = self.agent.act(self.obs)
+        obs, reward, terminated, truncated, info = env.step(action)
+        final = info["final_obs"]
+        a_key, c_key = cfg.sac.actor_obs, cfg.sac.critic_obs
+        self.replay.add(
+            obs_actor=self.obs[a_key],
+            obs_critic=self.obs[c_key],
+            action=action,
+            **({"reward_terms": info["reward_terms"]} if self.use_terms else {"reward": reward}),
+            next_obs_actor=final[a_key],
+            next_obs_critic=final[c_key],
+            terminated=terminated.float(),
+        )
+        self.agent.observe(obs)
+        self.obs = obs
+        self.env_steps += env.num_envs
+        if hasattr(env, "set_env_steps"):
+            env.set_env_steps(self.env_steps)
+        return info.get("episode")
+
+    def learn(self) -> dict[str, torch.Tensor] | None:
+        """The gradient updates owed for the last vector step (fractional ``updates_per_step`` accumulate)."""
+        if self.env_steps < self.cfg.warmup_env_steps:
+            return None
+        self.update_credit += self.cfg.updates_per_step
+        metrics = None
+        while self.update_credit >= 1.0:
+            batch = self.replay.sample(self.cfg.sac.batch_size)
+            if self.use_terms:  # rewards under the current curriculum weights
+                batch["reward"] = self.env.reward_from_terms(batch.pop("reward_terms"))
+            metrics = self.agent.update(batch)
+            self.update_credit -= 1.0
+        return metrics
+
+    # ------------------------------------------------------------------------------------------ the loop
+    def train(self, callback: Callable[[Runner], None] | None = None) -> dict[str, Any]:
+        """Run until ``total_env_steps``; returns the final summary (also written to ``summary.json``)."""
+        from torch.utils.tensorboard import SummaryWriter
+
+        from sim2real.utils import progress_bar
+
+        cfg = self.cfg
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(self.run_dir / "config.yaml", _to_yaml(config_to_dict(cfg)))
+        writer = SummaryWriter(str(self.run_dir))
+        recent_ret: deque[float] = deque(maxlen=200)
+        recent_len: deque[float] = deque(maxlen=200)
+        next_log = (self.env_steps // cfg.log_interval + 1) * cfg.log_interval
+        next_ckpt = (self.env_steps // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+        t_start, steps_start, upd_start = time.time(), self.env_steps, self.agent.num_updates
+        t_last, steps_last, upd_last = t_start, self.env_steps, self.agent.num_updates
+        metrics: dict[str, torch.Tensor] | None = None
+        with progress_bar(cfg.total_env_steps, self.quiet) as bar:
+            bar.update(completed=self.env_steps)
+            while self.env_steps < cfg.total_env_steps:
+                ep = self.collect()
+                if ep is not None:
+                    recent_ret.extend(ep["return"].tolist())
+                    recent_len.extend(ep["length"].float().tolist())
+                metrics = self.learn() or metrics
+                if self.env_steps >= next_log or self.env_steps >= cfg.total_env_steps:
+                    now = time.time()
+                    row = {
+                        "env_steps": float(self.env_steps),
+                        "episode_return": _mean(recent_ret),
+                        "episode_length": _mean(recent_len),
+                        "perf/env_sps": (self.env_steps - steps_last) / max(now - t_last, 1e-9),
+                        "perf/updates_per_s": (self.agent.num_updates - upd_last) / max(now - t_last, 1e-9),
+                        "perf/replay_ratio": cfg.updates_per_step * cfg.sac.batch_size / cfg.num_envs,
+                        "time_s": now - t_start,
+                    }
+                    if metrics is not None:
+                        row.update({f"losses/{k}": float(v) for k, v in metrics.items()})
+                    if hasattr(self.env, "reward_weights"):
+                        row.update({f"curriculum/w_{k}": v for k, v in self.env.reward_weights.items()})
+                    for k, v in row.items():
+                        if k != "env_steps":
+                            writer.add_scalar(k, v, self.env_steps)
+                    self.history.append(row)
+                    t_last, steps_last, upd_last = now, self.env_steps, self.agent.num_updates
+                    next_log += cfg.log_interval
+                    bar.update(completed=self.env_steps, ret=row["episode_return"], length=row["episode_length"],
+                               sps=row["perf/env_sps"], ups=row["perf/updates_per_s"])  # fmt: skip
+                    if callback is not None:
+                        callback(self)
+                else:
+                    bar.update(completed=self.env_steps)
+                if self.env_steps >= next_ckpt:
+                    self.save()
+                    next_ckpt += cfg.checkpoint_interval
+        writer.close()
+        self.save()
+        elapsed = time.time() - t_start
+        summary = {
+            "run_dir": str(self.run_dir),
+            "task": cfg.task,
+            "seed": cfg.seed,
+            "env_steps": self.env_steps,
+            "updates": self.agent.num_updates,
+            "wall_time_s": round(elapsed, 2),
+            "env_steps_per_s": round((self.env_steps - steps_start) / max(elapsed, 1e-9), 1),
+            "updates_per_s": round((self.agent.num_updates - upd_start) / max(elapsed, 1e-9), 1),
+            "final_episode_return": _mean(recent_ret),
+            "final_episode_length": _mean(recent_len),
+        }
+        write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
+        _plot_learning_curve(self.history, self.run_dir / "learning_curve.png")
+        return summary
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+    def save(self, path: Path | None = None) -> Path:
+        """Write the complete checkpoint atomically (and ``replay.pt`` when ``save_replay``)."""
+        path = path or self.run_dir / "checkpoint.pt"
+        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        ckpt = {
+            "version": CHECKPOINT_VERSION,
+            "config": config_to_dict(self.cfg),
+            "agent": self.agent.state_dict(),
+            "env_steps": self.env_steps,
+            "update_credit": self.update_credit,
+            "obs": self.obs,
+            "env_state": env_state,
+            "torch_rng": torch.get_rng_state(),
+            "history": self.history,
+        }
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_torch_save(ckpt, path)
+        if self.cfg.save_replay:
+            atomic_torch_save(self.replay.state_dict(), path.with_name("replay.pt"))
+        return path
+
+    @classmethod
+    def resume(cls, run_dir: str | Path, total_env_steps: int | None = None, quiet: bool = False) -> Runner:
+        """Rebuild a run from ``run_dir/checkpoint.pt`` and continue it (optionally to a new step budget)."""
+        run_dir = Path(run_dir)
+        ckpt = load_checkpoint(run_dir / "checkpoint.pt")
+        cfg = config_from_dict(ckpt["config"])
+        if total_env_steps is not None:
+            cfg = replace(cfg, total_env_steps=total_env_steps)
+        runner = cls(cfg, run_dir=run_dir, quiet=quiet)
+        try:
+            runner.agent.load_state_dict(ckpt["agent"])
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise ValueError(f"checkpoint {run_dir / 'checkpoint.pt'} does not fit config of this run: {e}") from e
+        runner.env_steps = int(ckpt["env_steps"])
+        runner.update_credit = float(ckpt["update_credit"])
+        runner.obs = ckpt["obs"]
+        runner.history = list(ckpt.get("history", []))
+        if ckpt.get("env_state") is not None and hasattr(runner.env, "load_state_dict"):
+            runner.env.load_state_dict(ckpt["env_state"])
+        if hasattr(runner.env, "set_env_steps"):
+            runner.env.set_env_steps(runner.env_steps)
+        torch.set_rng_state(ckpt["torch_rng"])
+        replay_path = run_dir / "replay.pt"
+        if replay_path.exists():
+            runner.replay.load_state_dict(load_checkpoint(replay_path))
+        else:  # without the buffer, refill it before learning resumes
+            runner.cfg = replace(cfg, warmup_env_steps=runner.env_steps + cfg.warmup_env_steps)
+        return runner
+
+
+def _mean(x: deque[float]) -> float:
+    return float(sum(x) / len(x)) if x else math.nan
+
+
+def _to_yaml(d: dict[str, Any]) -> str:
+    import yaml
+
+    return yaml.safe_dump(d, sort_keys=False)
+
+
+def _plot_learning_curve(history: list[dict[str, float]], path: Path) -> None:
+    if not history:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [h["env_steps"] for h in history]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
+    axes[0].plot(steps, [h["episode_return"] for h in history])
+    axes[0].set(xlabel="env steps", ylabel="episode return", title="return")
+    axes[1].plot(steps, [h["episode_length"] for h in history])
+    axes[1].set(xlabel="env steps", ylabel="episode length [steps]", title="episode length")
+    for ax in axes:
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    tmp.replace(path)

@@ -1,0 +1,193 @@
+"""Soft Actor-Critic (Haarnoja et al. 2018, arXiv 1812.05905) for batched simulators.
+
+One readable file: twin Q with target networks, automatic temperature, tanh-Gaussian actor, asymmetric
+observation groups (the actor reads ``cfg.actor_obs``, the critics ``cfg.critic_obs``), optional LayerNorm
+critics and observation normalisation.
+
+Speed: one gradient step is a single graph. The actor's Q-term is evaluated through *detached* critic
+weights, so ``critic_loss + actor_loss + alpha_loss`` can be back-propagated once and every parameter gets
+exactly the gradient of its own loss; one flat-buffer Adam step (:mod:`sim2real.policies.optim`) then
+updates actor, critics and temperature, and the target critics follow with one ``_foreach_lerp_``.
+With ``compile=True`` the loss (forward and backward, via AOTAutograd) is compiled by TorchInductor.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass
+
+import torch
+
+from sim2real.policies.networks import EnsembleCritic, RunningNormalizer, SquashedGaussianActor
+from sim2real.policies.optim import FlatAdam
+
+
+@dataclass
+class SACConfig:
+    """Hyper-parameters of SAC (defaults: Learning-to-Fly-sized networks)."""
+
+    actor_obs: str = "policy"
+    """Observation group the actor reads (what the robot senses)."""
+    critic_obs: str = "critic"
+    """Observation group the critics read (privileged state allowed: asymmetric actor-critic)."""
+    actor_hidden: tuple[int, ...] = (64, 64)
+    critic_hidden: tuple[int, ...] = (64, 64)
+    activation: str = "relu"
+    critic_layernorm: bool = False
+    """LayerNorm after each hidden critic layer (stabilises large-batch / high-UTD TD learning)."""
+    num_q: int = 2
+    gamma: float = 0.99
+    tau: float = 0.005
+    """Polyak factor: target <- target + tau (online - target) after every update."""
+    actor_lr: float = 3e-4
+    critic_lr: float = 3e-4
+    alpha_lr: float = 3e-4
+    weight_decay: float = 0.0
+    batch_size: int = 256
+    actor_delay: int = 1
+    """Update actor and temperature every ``actor_delay`` critic updates (TD3-style delay; 1 = every update)."""
+    init_alpha: float = 0.1
+    target_entropy: float | None = None
+    """Entropy target; ``None`` means ``-|A|``."""
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+    normalize_obs: bool = True
+    compile: bool = False
+    """Compile the update step with TorchInductor (first update pays the compile time)."""
+
+
+class SAC:
+    """SAC agent: networks, optimiser and the update rule. Environment interaction lives in the runner."""
+
+    def __init__(self, obs_dims: dict[str, int], act_dim: int, cfg: SACConfig, device: torch.device | str = "cpu"):
+        for group in (cfg.actor_obs, cfg.critic_obs):
+            if group not in obs_dims:
+                raise KeyError(f"observation group {group!r} not provided by the env (has {sorted(obs_dims)})")
+        self.cfg = cfg
+        self.device = torch.device(device)
+        self.act_dim = act_dim
+        a_dim, c_dim = obs_dims[cfg.actor_obs], obs_dims[cfg.critic_obs]
+        self.actor = SquashedGaussianActor(
+            a_dim, act_dim, cfg.actor_hidden, cfg.activation, cfg.log_std_min, cfg.log_std_max
+        ).to(self.device)
+        self.critic = EnsembleCritic(c_dim, act_dim, cfg.critic_hidden, cfg.num_q, cfg.activation, cfg.critic_layernorm)
+        self.critic.to(self.device)
+        self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
+        self.log_alpha = torch.tensor(float(cfg.init_alpha), device=self.device).log().requires_grad_(True)
+        self.target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
+        self.actor_norm = RunningNormalizer(a_dim).to(self.device)
+        self.critic_norm = RunningNormalizer(c_dim).to(self.device)
+        self.optimizer = FlatAdam(
+            [
+                (list(self.actor.parameters()), cfg.actor_lr, cfg.weight_decay),
+                (list(self.critic.parameters()), cfg.critic_lr, cfg.weight_decay),
+                ([self.log_alpha], cfg.alpha_lr, 0.0),
+            ]
+        )
+        self._online = list(self.critic.parameters())
+        self._target = list(self.critic_target.parameters())
+        self._loss_fn = torch.compile(self._losses, dynamic=False) if cfg.compile else self._losses
+        self.num_updates = 0
+
+    # ----------------------------------------------------------------------------------------------- acting
+    @torch.no_grad()
+    def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
+        """Actions ``(N, A)`` in ``[-1, 1]`` for a batch of observation dicts."""
+        x = self.actor_norm(obs[self.cfg.actor_obs]) if self.cfg.normalize_obs else obs[self.cfg.actor_obs]
+        return self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
+
+    @torch.no_grad()
+    def observe(self, obs: dict[str, torch.Tensor]) -> None:
+        """Update the observation normalisers with fresh env observations."""
+        if self.cfg.normalize_obs:
+            self.actor_norm.update(obs[self.cfg.actor_obs])
+            self.critic_norm.update(obs[self.cfg.critic_obs])
+
+    # ----------------------------------------------------------------------------------------------- learning
+    def _losses(
+        self,
+        obs_a: torch.Tensor,
+        obs_c: torch.Tensor,
+        act: torch.Tensor,
+        rew: torch.Tensor,
+        next_obs_a: torch.Tensor,
+        next_obs_c: torch.Tensor,
+        terminated: torch.Tensor,
+        with_actor: bool = True,
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Sum of the SAC losses for one batch (shapes ``(B, ·)``; ``rew``/``terminated`` ``(B,)``).
+
+        ``with_actor=False`` returns the critic loss alone (delayed actor updates).
+        """
+        if self.cfg.normalize_obs:
+            obs_a, next_obs_a = self.actor_norm(obs_a), self.actor_norm(next_obs_a)
+            obs_c, next_obs_c = self.critic_norm(obs_c), self.critic_norm(next_obs_c)
+        alpha = self.log_alpha.exp().detach()
+
+        # Critic: y = r + gamma (1 - d) [min_k Q'_k(s', a') - alpha log pi(a'|s')],  a' ~ pi(.|s')
+        with torch.no_grad():
+            next_a, next_logp = self.actor.sample(next_obs_a)
+            next_q = self.critic_target(next_obs_c, next_a).min(0).values - alpha * next_logp
+            y = rew + self.cfg.gamma * (1.0 - terminated) * next_q
+        q = self.critic(obs_c, act)  # (K, B)
+        critic_loss = 0.5 * (q - y).square().mean(1).sum()
+        metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "alpha": alpha}
+        if not with_actor:
+            return critic_loss, metrics
+
+        # Actor: E[alpha log pi(a|s) - min_k Q_k(s, a)], a ~ pi(.|s), through detached critic weights.
+        pi_a, logp = self.actor.sample(obs_a)
+        frozen = [p.detach() for p in self._online]
+        q_pi = self.critic(obs_c, pi_a, frozen).min(0).values
+        actor_loss = (alpha * logp - q_pi).mean()
+
+        # Temperature: J(alpha) = E[-alpha (log pi + H_target)]  (optimised in log alpha).
+        alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()
+
+        metrics.update(actor_loss=actor_loss.detach(), entropy=-logp.detach().mean())
+        return critic_loss + actor_loss + alpha_loss, metrics
+
+    def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """One gradient step on a replay batch; returns detached scalar metrics (no host sync)."""
+        with_actor = self.num_updates % self.cfg.actor_delay == 0
+        loss, metrics = self._loss_fn(
+            batch["obs_actor"],
+            batch["obs_critic"],
+            batch["action"],
+            batch["reward"],
+            batch["next_obs_actor"],
+            batch["next_obs_critic"],
+            batch["terminated"],
+            with_actor,
+        )
+        self.optimizer.zero_grad()
+        loss.backward()
+        self.optimizer.step(None if with_actor else (1,))  # groups: 0 actor, 1 critics, 2 temperature
+        with torch.no_grad():
+            torch._foreach_lerp_(self._target, self._online, self.cfg.tau)
+        self.num_updates += 1
+        return metrics
+
+    # ----------------------------------------------------------------------------------------------- state
+    def state_dict(self) -> dict:
+        return {
+            "actor": self.actor.state_dict(),
+            "critic": self.critic.state_dict(),
+            "critic_target": self.critic_target.state_dict(),
+            "log_alpha": self.log_alpha.detach().clone(),
+            "actor_norm": self.actor_norm.state_dict(),
+            "critic_norm": self.critic_norm.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "num_updates": self.num_updates,
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.actor.load_state_dict(state["actor"])
+        self.critic.load_state_dict(state["critic"])
+        self.critic_target.load_state_dict(state["critic_target"])
+        with torch.no_grad():
+            self.log_alpha.copy_(state["log_alpha"])
+        self.actor_norm.load_state_dict(state["actor_norm"])
+        self.critic_norm.load_state_dict(state["critic_norm"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.num_updates = int(state["num_updates"])

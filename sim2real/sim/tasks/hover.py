@@ -1,0 +1,438 @@
+"""Task ``quadrotor-hover``: hold a position set-point with direct motor-RPM commands (Learning to Fly).
+
+Observation groups (layout = Learning to Fly's, so policies are interchangeable with its firmware):
+
+* ``policy`` ``(N, 18 + 4 H)``: position error (world, m) 3 | rotation matrix R, row-major 9 |
+  linear velocity (world) 3 | angular velocity (body) 3 | the last ``H`` actions, oldest -> newest, 4 H.
+  Gaussian sensor noise on the first 18 entries; the history is the policy's own output (noise-free).
+* ``critic`` ``(N, 38)``: the same 18 without noise | disturbance force (world, N) 3 | disturbance torque
+  (body, N m) 3 | motor speeds r in [0, 1] 4 | physical parameters relative to nominal (p / p_nom - 1) 10.
+
+Action ``(N, 4)`` in [-1, 1], rotor order of :mod:`sim2real.sim.quadrotor`, RPM set-point
+``(a + 1) / 2 * max_rpm``.
+
+Reward (per step): ``max(clip_min, const - scale * (w_p |p|^2 + w_l |p| + w_q (1 - q_w^2) + w_v |v|^2
++ w_a |a - a_hover|^2 + w_w |omega|^2)) - termination_penalty * terminated``. The terms are also reported separately
+(``info["reward_terms"]``) so replayed transitions are re-weighted when the curriculum moves the weights.
+Termination: any ``|p_i| > box``; truncation after ``episode_steps`` (5 s).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+import torch
+
+from sim2real.sim.core import EnvSpec, ObsTerm, VecEnv, deg, uniform
+from sim2real.sim.quadrotor import MODELS, PARAM_NAMES, STATE_DIM, QuadrotorDynamics, quat_to_rotmat, random_quaternions
+
+REWARD_TERMS = ("position", "position_linear", "orientation", "velocity", "action", "angular_velocity", "terminated")
+
+
+@dataclass
+class InitConfig:
+    """Distribution of initial states."""
+
+    origin_fraction: float = 0.1
+    """Fraction of episodes that start exactly at the set-point, at rest, level."""
+    max_pos: float = 0.2
+    """Position error U(-max_pos, max_pos) per axis [m]."""
+    max_tilt_deg: float = 90.0
+    """Attitude: random axis, angle U(0, max_tilt_deg)."""
+    max_vel: float = 1.0
+    """Linear velocity U(-max_vel, max_vel) per axis [m/s]."""
+    max_omega: float = 1.0
+    """Angular velocity U(-max_omega, max_omega) per axis [rad/s]."""
+    motor_speed: float | None = 0.5
+    """Initial normalised motor speed r; ``None`` starts the motors at the hover speed."""
+
+
+#: The evaluation start distributions of issue #2.
+EVAL_STARTS: dict[str, InitConfig] = {
+    "nominal": InitConfig(origin_fraction=0.0, max_pos=0.2, max_tilt_deg=30.0, max_vel=0.5, max_omega=1.0),
+    "hard": InitConfig(origin_fraction=0.0, max_pos=0.2, max_tilt_deg=90.0, max_vel=1.0, max_omega=1.0),
+}
+
+
+@dataclass
+class NoiseConfig:
+    """Standard deviations of the sensor noise on the policy observation."""
+
+    position: float = 0.001
+    orientation: float = 0.001
+    velocity: float = 0.002
+    angular_velocity: float = 0.002
+
+
+@dataclass
+class DisturbanceConfig:
+    """Constant per-episode disturbance, N(0, std) per axis (Learning to Fly: ~5 % of the weight)."""
+
+    force_std: float = 0.027 * 9.81 / 20.0
+    torque_std: float = 2.65e-5
+
+
+@dataclass
+class DomainRandomization:
+    """Per-episode multiplicative factors U(lo, hi) on the nominal parameters."""
+
+    enabled: bool = True
+    mass: tuple[float, float] = (0.95, 1.05)
+    inertia: tuple[float, float] = (0.9, 1.1)
+    thrust: tuple[float, float] = (0.95, 1.05)
+    torque_coeff: tuple[float, float] = (0.9, 1.1)
+    motor_tau: tuple[float, float] = (0.8, 1.2)
+
+
+@dataclass
+class RewardConfig:
+    """Reward weights; the curriculum multiplies ``w_*`` by ``*_growth`` every ``interval`` env steps."""
+
+    scale: float = 0.5
+    constant: float = 2.0
+    position: float = 5.0
+    position_linear: float = 0.0
+    """Weight of ``|p|`` (not squared): a constant pull towards the set-point even at small errors."""
+    orientation: float = 5.0
+    velocity: float = 0.01
+    action: float = 0.01
+    angular_velocity: float = 0.0
+    termination_penalty: float = 0.0
+    clip_min: float | None = None
+    """Lower bound of the per-step reward before the termination penalty (0: staying alive never scores
+    worse than the 0 that follows termination)."""
+    curriculum: bool = True
+    interval: int = 100_000
+    """Env steps (summed over envs) between curriculum stages."""
+    position_growth: float = 1.2
+    position_max: float = 40.0
+    velocity_growth: float = 1.4
+    velocity_max: float = 1.0
+    action_growth: float = 1.4
+    action_max: float = 1.0
+
+
+@dataclass
+class HoverConfig:
+    """Settings of the hover task."""
+
+    num_envs: int = 256
+    device: str = "cpu"
+    model: str = "crazyflie-paper"
+    """Physical model: ``crazyflie-paper`` (Learning to Fly paper) or ``crazyflie-newer`` (RLtools L2F)."""
+    dt: float = 0.01
+    episode_steps: int = 500
+    action_history: int = 32
+    termination_box: float = 0.6
+    init: InitConfig = field(default_factory=InitConfig)
+    noise: NoiseConfig = field(default_factory=NoiseConfig)
+    disturbance: DisturbanceConfig = field(default_factory=DisturbanceConfig)
+    dr: DomainRandomization = field(default_factory=DomainRandomization)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    compile: bool = False
+    """Compile the RK4 physics with TorchInductor (worth it from ~256 envs)."""
+
+
+def policy_obs_layout(history: int, noise: NoiseConfig | None = None) -> list[ObsTerm]:
+    """Named slices of the ``policy`` group (the layout written into exported policies)."""
+    n = noise or NoiseConfig(0.0, 0.0, 0.0, 0.0)
+    return [
+        ObsTerm("position_error", 0, 3, "world, m, position - setpoint", n.position),
+        ObsTerm("rotation_matrix", 3, 9, "body->world, row-major", n.orientation),
+        ObsTerm("linear_velocity", 12, 3, "world, m/s", n.velocity),
+        ObsTerm("angular_velocity", 15, 3, "body, rad/s", n.angular_velocity),
+        ObsTerm("action_history", 18, 4 * history, f"{history} x 4 normalised actions, oldest->newest"),
+    ]
+
+
+def build_policy_obs(
+    pos_error: torch.Tensor, rot: torch.Tensor, vel: torch.Tensor, omega: torch.Tensor, history: torch.Tensor
+) -> torch.Tensor:
+    """Assemble the ``policy`` observation; the same code runs in simulation and on the robot.
+
+    Args:
+        pos_error: ``(N, 3)`` position minus set-point, world frame.
+        rot: ``(N, 9)`` or ``(N, 3, 3)`` body->world rotation matrix (row-major when flat); from a quaternion
+            use :func:`~sim2real.sim.quadrotor.quat_to_rotmat`.
+        vel: ``(N, 3)`` linear velocity, world frame.
+        omega: ``(N, 3)`` angular velocity, body frame.
+        history: ``(N, H, 4)`` last actions, oldest first.
+
+    Returns:
+        ``(N, 18 + 4 H)`` float32.
+    """
+    n = pos_error.shape[0]
+    return torch.cat((pos_error, rot.reshape(n, 9), vel, omega, history.reshape(n, -1)), -1)
+
+
+class QuadrotorHoverEnv(VecEnv):
+    """Batched hover task over :class:`~sim2real.sim.quadrotor.QuadrotorDynamics`."""
+
+    reward_term_names = REWARD_TERMS
+
+    def __init__(self, cfg: HoverConfig | None = None, **overrides: Any) -> None:
+        cfg = replace(cfg or HoverConfig(), **overrides)
+        if cfg.num_envs < 1:
+            raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs}")
+        if cfg.model not in MODELS:
+            raise KeyError(f"unknown quadrotor model {cfg.model!r}; available: {', '.join(MODELS)}")
+        if cfg.action_history < 1:
+            raise ValueError("action_history must be >= 1")
+        self.cfg = cfg
+        self.num_envs = n = cfg.num_envs
+        self.device = dev = torch.device(cfg.device)
+        self.model = MODELS[cfg.model]
+        self.dyn = QuadrotorDynamics(self.model, dev)
+        self._physics = torch.compile(self.dyn.rk4_step, dynamic=False) if cfg.compile else self.dyn.rk4_step
+        self.hover_action = self.model.hover_action()
+        self.nominal_params = torch.tensor(self.model.param_vector(), device=dev)
+        self.gen = torch.Generator(device=dev)
+        self.gen.manual_seed(0)
+        h = cfg.action_history
+        self.state = torch.zeros(n, STATE_DIM, device=dev)
+        self.params = self.nominal_params.repeat(n, 1)
+        self.f_dist = torch.zeros(n, 3, device=dev)
+        self.t_dist = torch.zeros(n, 3, device=dev)
+        self.history = torch.zeros(n, h, 4, device=dev)
+        self.target = torch.zeros(n, 3, device=dev)
+        self.steps = torch.zeros(n, dtype=torch.long, device=dev)
+        self.ep_return = torch.zeros(n, device=dev)
+        self.env_steps = 0
+        self._noise_std = torch.tensor(
+            [cfg.noise.position] * 3 + [cfg.noise.orientation] * 9 + [cfg.noise.velocity] * 3
+            + [cfg.noise.angular_velocity] * 3,
+            device=dev,
+        )  # fmt: skip
+        self._weights = torch.zeros(len(REWARD_TERMS) - 1, device=dev)
+        self.set_env_steps(0)
+        critic_layout = [
+            ObsTerm("position_error", 0, 3, "world"),
+            ObsTerm("rotation_matrix", 3, 9, "row-major"),
+            ObsTerm("linear_velocity", 12, 3, "world"),
+            ObsTerm("angular_velocity", 15, 3, "body"),
+            ObsTerm("disturbance_force", 18, 3, "world, N"),
+            ObsTerm("disturbance_torque", 21, 3, "body, N m"),
+            ObsTerm("motor_speed", 24, 4, "normalised RPM"),
+            ObsTerm("physical_params", 28, len(PARAM_NAMES), "p / p_nominal - 1: " + ",".join(PARAM_NAMES)),
+        ]
+        self.spec = EnvSpec(
+            task="quadrotor-hover",
+            obs_layout={"policy": policy_obs_layout(h, cfg.noise), "critic": critic_layout},
+            action_dim=4,
+            action_meaning={
+                "type": "motor_rpm",
+                "mapping": "rpm = (action + 1) / 2 * max_rpm",
+                "min_rpm": 0.0,
+                "max_rpm": self.model.max_rpm,
+                "rotor_order": ["front_right(+x,-y)", "back_right(-x,-y)", "back_left(-x,+y)", "front_left(+x,+y)"],
+                "yaw_dirs": list(self.model.rotor_dirs),
+                "hover_action": self.hover_action,
+                "frame": "body FLU, world z-up",
+            },
+            control_dt=cfg.dt,
+            max_episode_steps=cfg.episode_steps,
+            robot={"model": self.model.name, **dict(zip(PARAM_NAMES, self.model.param_vector()))},
+        )
+        self.reset(0)
+
+    # ------------------------------------------------------------------------------------------ curriculum
+    def set_env_steps(self, env_steps: int) -> None:
+        """Move the reward curriculum to the stage of ``env_steps`` total env steps (deterministic)."""
+        r = self.cfg.reward
+        self.env_steps = int(env_steps)
+        k = self.env_steps // r.interval if r.curriculum else 0
+        w_p = min(r.position * r.position_growth**k, max(r.position_max, r.position))
+        w_v = min(r.velocity * r.velocity_growth**k, max(r.velocity_max, r.velocity))
+        w_a = min(r.action * r.action_growth**k, max(r.action_max, r.action))
+        self._weights = torch.tensor(
+            [w_p, r.position_linear, r.orientation, w_v, w_a, r.angular_velocity], device=self.device
+        )
+
+    @property
+    def reward_weights(self) -> dict[str, float]:
+        return dict(zip(REWARD_TERMS[:-1], self._weights.tolist()))
+
+    def reward_from_terms(self, terms: torch.Tensor) -> torch.Tensor:
+        r = self.cfg.reward
+        reward = r.constant - r.scale * (terms[:, :-1] @ self._weights)
+        if r.clip_min is not None:
+            reward = reward.clamp_min(r.clip_min)
+        return reward - r.termination_penalty * terms[:, -1]
+
+    # ------------------------------------------------------------------------------------------ state access
+    def get_state(self) -> torch.Tensor:
+        """Packed state ``(N, 17)`` (copy); see :data:`~sim2real.sim.quadrotor.STATE_SLICES`."""
+        return self.state.clone()
+
+    def set_state(self, state: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
+        """Overwrite the state of all envs or of ``env_ids``; the action history is refilled from the motors."""
+        ids = torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids
+        if state.shape != (len(ids), STATE_DIM):
+            raise ValueError(f"state must be ({len(ids)}, {STATE_DIM}), got {tuple(state.shape)}")
+        self.state[ids] = state.to(self.device, torch.float32)
+        self.history[ids] = (2 * self.state[ids, 13:17] - 1).unsqueeze(1).expand(-1, self.cfg.action_history, -1)
+
+    def get_params(self) -> torch.Tensor:
+        """Per-env physical parameters ``(N, 10)`` (copy), columns :data:`~sim2real.sim.quadrotor.PARAM_NAMES`."""
+        return self.params.clone()
+
+    def set_params(self, params: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
+        ids = torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids
+        if params.shape != (len(ids), len(PARAM_NAMES)):
+            raise ValueError(f"params must be ({len(ids)}, {len(PARAM_NAMES)}), got {tuple(params.shape)}")
+        if not (torch.isfinite(params).all() and (params[:, [0, 1, 2, 3, 8, 9]] > 0).all()):
+            raise ValueError("params must be finite, with positive mass, inertia and motor time constants")
+        self.params[ids] = params.to(self.device, torch.float32)
+
+    def set_disturbance(self, force: torch.Tensor, torque: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
+        ids = torch.arange(self.num_envs, device=self.device) if env_ids is None else env_ids
+        self.f_dist[ids], self.t_dist[ids] = force.to(self.device), torque.to(self.device)
+
+    def simulate(self, state: torch.Tensor, rpm_setpoint: torch.Tensor) -> torch.Tensor:
+        """Pure step: next state ``(N, 17)`` from ``state`` and normalised RPM set-points ``(N, 4)``.
+
+        Uses this env's per-env parameters and disturbances; the env's own state is untouched.
+        """
+        return self.dyn.rk4_step(state, rpm_setpoint, self.params, self.f_dist, self.t_dist, self.cfg.dt)
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything that evolves during a run (for exact resume)."""
+        keys = ("state", "params", "f_dist", "t_dist", "history", "target", "steps", "ep_return")
+        return {**{k: getattr(self, k).clone() for k in keys}, "gen": self.gen.get_state(), "env_steps": self.env_steps}
+
+    def load_state_dict(self, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if k == "gen":
+                self.gen.set_state(v)
+            elif k == "env_steps":
+                self.set_env_steps(int(v))
+            else:
+                if getattr(self, k).shape != v.shape:
+                    raise ValueError(f"env state {k!r}: expected {tuple(getattr(self, k).shape)}, got {tuple(v.shape)}")
+                getattr(self, k).copy_(v)
+
+    # ------------------------------------------------------------------------------------------ reset
+    def _reset_idx(self, ids: torch.Tensor) -> None:
+        cfg, n, g, dev = self.cfg, len(ids), self.gen, self.device
+        ini = cfg.init
+        s = torch.zeros(n, STATE_DIM, device=dev)
+        s[:, 0:3] = uniform(-ini.max_pos, ini.max_pos, (n, 3), g, dev)
+        s[:, 3:7] = random_quaternions(n, deg(ini.max_tilt_deg), g, dev)
+        s[:, 7:10] = uniform(-ini.max_vel, ini.max_vel, (n, 3), g, dev)
+        s[:, 10:13] = uniform(-ini.max_omega, ini.max_omega, (n, 3), g, dev)
+        at_origin = torch.rand(n, generator=g, device=dev) < ini.origin_fraction
+        s[at_origin, 0:13] = torch.tensor([0.0] * 3 + [1.0, 0.0, 0.0, 0.0] + [0.0] * 6, device=dev)
+        # Domain randomisation: multiplicative factors on the nominal parameters.
+        p = self.nominal_params.repeat(n, 1)
+        dr = cfg.dr
+        if dr.enabled:
+            p[:, 0] *= uniform(*dr.mass, (n,), g, dev)
+            p[:, 1:4] *= uniform(*dr.inertia, (n, 3), g, dev)
+            p[:, 4:7] *= uniform(*dr.thrust, (n, 1), g, dev)
+            p[:, 7] *= uniform(*dr.torque_coeff, (n,), g, dev)
+            p[:, 8:10] *= uniform(*dr.motor_tau, (n, 1), g, dev)
+        self.params[ids] = p
+        r0 = self.model.hover_speed() if ini.motor_speed is None else ini.motor_speed
+        s[:, 13:17] = r0
+        self.state[ids] = s
+        self.history[ids] = 2 * r0 - 1
+        d = cfg.disturbance
+        self.f_dist[ids] = d.force_std * torch.randn(n, 3, generator=g, device=dev)
+        self.t_dist[ids] = d.torque_std * torch.randn(n, 3, generator=g, device=dev)
+        self.steps[ids] = 0
+        self.ep_return[ids] = 0.0
+
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        """Reset every env (re-seeding the env's generator when ``seed`` is given); returns the observation."""
+        if seed is not None:
+            self.gen.manual_seed(int(seed))
+        self._reset_idx(torch.arange(self.num_envs, device=self.device))
+        return self.observe()
+
+    # ------------------------------------------------------------------------------------------ observation
+    def observe(self, noise: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """Observation groups of the current state; ``noise`` ``(N, 18)`` unit Gaussians (drawn if None)."""
+        s = self.state
+        pos_err = s[:, 0:3] - self.target
+        rot = quat_to_rotmat(s[:, 3:7]).reshape(-1, 9)
+        base = torch.cat((pos_err, rot, s[:, 7:13]), -1)  # (N, 18) noise-free
+        if noise is None:
+            noise = torch.randn(self.num_envs, 18, generator=self.gen, device=self.device)
+        noisy = base + noise * self._noise_std
+        policy = build_policy_obs(noisy[:, 0:3], noisy[:, 3:12], noisy[:, 12:15], noisy[:, 15:18], self.history)
+        rel_params = self.params / self.nominal_params - 1.0
+        rel_params = torch.nan_to_num(rel_params, 0.0)  # thrust_c0/c1 are 0 for the paper model
+        critic = torch.cat((base, self.f_dist, self.t_dist, s[:, 13:17], rel_params), -1)
+        return {"policy": policy, "critic": critic}
+
+    # ------------------------------------------------------------------------------------------ step
+    def step(self, action: torch.Tensor):
+        """Advance every env by one control period ``dt``.
+
+        Args:
+            action: ``(N, 4)`` float in [-1, 1] (clipped), rotor order of the module docstring.
+
+        Returns:
+            ``obs`` (dict of ``(N, ·)``), ``reward`` ``(N,)``, ``terminated`` ``(N,)`` bool,
+            ``truncated`` ``(N,)`` bool, ``info`` with ``final_obs``, ``reward_terms`` ``(N, 7)`` and, for
+            envs that ended, ``episode`` = {``return``, ``length``} tensors.
+        """
+        a = self.check_action(action).clamp(-1.0, 1.0)
+        self.state = self._physics(self.state, (a + 1.0) * 0.5, self.params, self.f_dist, self.t_dist, self.cfg.dt)
+        self.history = torch.cat((self.history[:, 1:], a.unsqueeze(1)), 1)
+        self.steps += 1
+        s = self.state
+        pos = s[:, 0:3] - self.target
+        finite = torch.isfinite(s).all(-1)
+        terminated = (pos.abs() > self.cfg.termination_box).any(-1) | ~finite
+        truncated = (self.steps >= self.cfg.episode_steps) & ~terminated
+        if not bool(finite.all()):  # a diverged env is ended and its state zeroed so no NaN leaks out
+            self.state[~finite] = torch.nan_to_num(self.state[~finite], 0.0, 0.0, 0.0)
+            s, pos = self.state, self.state[:, 0:3] - self.target
+        terms = torch.stack(
+            (
+                pos.square().sum(-1),
+                pos.norm(dim=-1),
+                1.0 - s[:, 3].square(),
+                s[:, 7:10].square().sum(-1),
+                (a - self.hover_action).square().sum(-1),
+                s[:, 10:13].square().sum(-1),
+                terminated.float(),
+            ),
+            -1,
+        )
+        reward = self.reward_from_terms(terms)
+        self.ep_return += reward
+        noise = torch.randn(self.num_envs, 18, generator=self.gen, device=self.device)
+        obs = self.observe(noise)
+        done = terminated | truncated
+        info: dict[str, Any] = {"reward_terms": terms, "final_obs": obs}
+        if bool(done.any()):
+            ids = done.nonzero().flatten()
+            info["final_obs"] = {k: v.clone() for k, v in obs.items()}
+            info["episode"] = {"return": self.ep_return[ids].clone(), "length": self.steps[ids].clone()}
+            self._reset_idx(ids)
+            obs = self.observe(noise)
+        return obs, reward, terminated, truncated, info
+
+
+def hover_eval_config(start: str, num_envs: int, base: HoverConfig | None = None) -> HoverConfig:
+    """Config for evaluation from the ``nominal`` or ``hard`` start distribution (nominal physics)."""
+    if start not in EVAL_STARTS:
+        raise KeyError(f"unknown start distribution {start!r}; available: {', '.join(EVAL_STARTS)}")
+    base = base or HoverConfig()
+    return replace(
+        base, num_envs=num_envs, init=EVAL_STARTS[start], dr=replace(base.dr, enabled=False),
+        reward=replace(base.reward, curriculum=False),
+    )  # fmt: skip
+
+
+__all__ = [
+    "HoverConfig",
+    "QuadrotorHoverEnv",
+    "build_policy_obs",
+    "policy_obs_layout",
+    "hover_eval_config",
+    "EVAL_STARTS",
+]

@@ -293,7 +293,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, TypeError, FileNotFoundError, PermissionError, CheckpointError, RuntimeError) as e:
+    except (KeyError, ValueError, TypeError, OSError, CheckpointError, RuntimeError) as e:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2

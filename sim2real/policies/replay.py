@@ -55,21 +55,35 @@ class ReplayBuffer:
         return {k: v.index_select(0, idx) for k, v in self.data.items()}
 
     def state_dict(self) -> dict:
-        """Only the filled part, so a checkpoint of a young run stays small."""
+        """The filled rows as stored (ring order) with the write pointer; a young run's checkpoint stays small."""
         return {
             "data": {k: v[: self.size].clone() for k, v in self.data.items()},
             "ptr": self.ptr,
             "size": self.size,
+            "capacity": self.capacity,
             "rng": self.generator.get_state(),
         }
 
     def load_state_dict(self, state: dict) -> None:
-        size = int(state["size"])
-        if size > self.capacity:
-            raise ValueError(f"saved replay holds {size} transitions, more than this buffer's capacity {self.capacity}")
+        """Restore a saved buffer. Same capacity: the exact ring (bit-exact resume). Other capacity: the rows
+        oldest-first, keeping the newest ones if they do not all fit."""
+        size, ptr = int(state["size"]), int(state["ptr"])
+        missing = set(self.data) - set(state["data"])
+        if missing:
+            raise KeyError(f"saved replay lacks field(s) {sorted(missing)}")
+        same = int(state.get("capacity", -1)) == self.capacity
         for k, v in self.data.items():
-            if k not in state["data"]:
-                raise KeyError(f"saved replay lacks field {k!r}")
-            v[:size].copy_(state["data"][k])
-        self.ptr, self.size = int(state["ptr"]), size
+            rows = state["data"][k]
+            if rows.shape[1:] != v.shape[1:]:
+                raise ValueError(f"saved replay field {k!r} has rows {tuple(rows.shape[1:])}, expected {tuple(v.shape[1:])}")
+            if not same:
+                if size == int(state.get("capacity", size)):  # a full ring: oldest row sits at ptr
+                    rows = torch.roll(rows, -ptr, 0)
+                rows = rows[-self.capacity :]
+            v[: rows.shape[0]].copy_(rows)
+        if same:
+            self.ptr, self.size = ptr, size
+        else:
+            self.size = min(size, self.capacity)
+            self.ptr = self.size % self.capacity
         self.generator.set_state(state["rng"])

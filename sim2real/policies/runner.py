@@ -163,6 +163,8 @@ class Runner:
             seed=cfg.seed + 1,
         )
         self.env_steps = 0
+        self.learn_from = cfg.warmup_env_steps
+        """Env steps after which the policy acts and learns (later than the warm-up after a resume without replay)."""
         self.update_credit = 0.0
         self.obs = self.env.reset(cfg.seed)
         self.agent.observe(self.obs)
@@ -181,7 +183,7 @@ class Runner:
     def collect(self) -> dict[str, torch.Tensor] | None:
         """One vector step of every env; returns episode stats of envs that ended (or None)."""
         cfg, env = self.cfg, self.env
-        if self.env_steps < cfg.warmup_env_steps:
+        if self.env_steps < self.learn_from:
             action = torch.rand(env.num_envs, env.spec.action_dim, device=env.device) * 2 - 1
         else:
             action = self.agent.act(self.obs)
@@ -206,7 +208,7 @@ class Runner:
 
     def learn(self) -> dict[str, torch.Tensor] | None:
         """The gradient updates owed for the last vector step (fractional ``updates_per_step`` accumulate)."""
-        if self.env_steps < self.cfg.warmup_env_steps:
+        if self.env_steps < self.learn_from:
             return None
         self.update_credit += self.cfg.updates_per_step
         metrics = None
@@ -340,8 +342,8 @@ class Runner:
         replay_path = run_dir / "replay.pt"
         if replay_path.exists():
             runner.replay.load_state_dict(load_checkpoint(replay_path))
-        else:  # without the buffer, refill it before learning resumes
-            runner.cfg = replace(cfg, warmup_env_steps=runner.env_steps + cfg.warmup_env_steps)
+        else:  # without the buffer, refill it before learning resumes (the saved config stays as it was)
+            runner.learn_from = runner.env_steps + cfg.warmup_env_steps
         return runner
 
 

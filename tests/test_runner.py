@@ -1,0 +1,332 @@
+"""The SAC training runner: determinism, checkpoints, exact resume, replay semantics, run directory, failures."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+import torch
+import yaml
+
+from sim2real.policies.runner import (
+    Runner,
+    TrainConfig,
+    apply_overrides,
+    config_to_dict,
+    make_env,
+    quadrotor_hover_defaults,
+)
+from sim2real.utils import CheckpointError, atomic_torch_save, load_checkpoint
+
+TASK = "quadrotor-hover"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny networks on a busy 2-core machine: one intra-op thread is several times faster (restored after)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def tiny_cfg(log_dir: Path, **overrides: Any) -> TrainConfig:
+    base = {
+        "num_envs": 8,
+        "total_env_steps": 800,
+        "warmup_env_steps": 200,
+        "sac.batch_size": 32,
+        "log_interval": 400,
+        "checkpoint_interval": 10_000_000,
+        "log_dir": str(log_dir),
+    }
+    return apply_overrides(quadrotor_hover_defaults(), {**base, **overrides})
+
+
+def assert_tree_equal(a: Any, b: Any, path: str = "") -> None:
+    """Bit-exact equality of nested dicts/lists/tensors/scalars."""
+    assert type(a) is type(b), f"{path}: {type(a).__name__} vs {type(b).__name__}"
+    if isinstance(a, torch.Tensor):
+        assert a.shape == b.shape and a.dtype == b.dtype, path
+        assert torch.equal(a, b), f"{path}: max |diff| {float((a.double() - b.double()).abs().max())}"
+    elif isinstance(a, dict):
+        assert a.keys() == b.keys(), path
+        for k in a:
+            assert_tree_equal(a[k], b[k], f"{path}.{k}")
+    elif isinstance(a, (list, tuple)):
+        assert len(a) == len(b), path
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_tree_equal(x, y, f"{path}[{i}]")
+    else:
+        assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def assert_same_training_state(a: Runner, b: Runner) -> None:
+    sa, sb = a.agent.state_dict(), b.agent.state_dict()
+    assert_tree_equal(sa["actor"], sb["actor"], "actor")
+    assert_tree_equal(sa["optimizer"], sb["optimizer"], "optimizer")
+    assert_tree_equal(sa, sb, "agent")
+    assert_tree_equal(a.replay.state_dict(), b.replay.state_dict(), "replay")
+    assert_tree_equal(a.env.state_dict(), b.env.state_dict(), "env")
+    assert a.env_steps == b.env_steps and a.update_credit == b.update_credit
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory: pytest.TempPathFactory) -> Runner:
+    """One tiny 800-step run (seed 0, replay saved), shared by the read-only tests below."""
+    runner = Runner(tiny_cfg(tmp_path_factory.mktemp("runs"), save_replay=True), quiet=True)
+    summary = runner.train()
+    assert summary["env_steps"] == 800
+    return runner
+
+
+# ----------------------------------------------------------------------------------------------- determinism
+def test_same_seed_same_weights_different_seed_different(trained: Runner, tmp_path: Path) -> None:
+    again = Runner(tiny_cfg(tmp_path, save_replay=True), quiet=True)
+    again.train()
+    assert trained.agent.num_updates == again.agent.num_updates == (800 - 200) // 8 + 1  # from env step 200 on
+    assert_same_training_state(trained, again)
+    other = Runner(tiny_cfg(tmp_path, seed=1), quiet=True)
+    other.train()
+    actor_a, actor_o = trained.agent.actor.state_dict(), other.agent.actor.state_dict()
+    assert any(not torch.equal(actor_a[k], actor_o[k]) for k in actor_a)
+    assert again.run_dir != trained.run_dir and other.run_dir != again.run_dir  # separate run directories
+
+
+# ----------------------------------------------------------------------------------------------- run directory
+def test_run_directory_layout(trained: Runner) -> None:
+    summary = json.loads((trained.run_dir / "summary.json").read_text())
+    run_dir = Path(summary["run_dir"])
+    assert run_dir == trained.run_dir
+    log_dir = Path(trained.cfg.log_dir)
+    assert run_dir.parent == log_dir / TASK
+    assert run_dir.name.endswith("_sac_s0")
+    events = list(run_dir.glob("events.out.tfevents.*"))
+    assert len(events) == 1 and events[0].stat().st_size > 0
+    cfg_file = run_dir / "config.yaml"
+    assert cfg_file.is_file()
+    assert yaml.safe_load(cfg_file.read_text()) == config_to_dict(trained.cfg)
+    assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "replay.pt").is_file()
+    assert summary["env_steps"] == 800 and summary["task"] == TASK and summary["updates"] == 76
+    assert [h["env_steps"] for h in trained.history] == [400.0, 800.0]
+    assert not list(run_dir.glob(".*.tmp"))  # no temp files left behind by the atomic writes
+
+
+def test_checkpoint_is_complete(trained: Runner) -> None:
+    ckpt = load_checkpoint(trained.run_dir / "checkpoint.pt")
+    agent = ckpt["agent"]
+    for key in ("actor", "critic", "critic_target", "optimizer", "log_alpha", "actor_norm", "critic_norm"):
+        assert key in agent, key
+    assert agent["num_updates"] == trained.agent.num_updates == 76
+    assert ckpt["env_steps"] == 800
+    assert "update_credit" in ckpt and "torch_rng" in ckpt and "env_state" in ckpt and "obs" in ckpt
+    assert ckpt["config"] == config_to_dict(trained.cfg)
+    assert float(agent["actor_norm"]["count"]) > 0  # normaliser statistics are saved, not defaults
+    assert_tree_equal(agent["actor"], trained.agent.actor.state_dict())
+    assert_tree_equal(agent["critic_target"], trained.agent.critic_target.state_dict())
+    assert not all(torch.equal(agent["critic"][k], agent["critic_target"][k]) for k in agent["critic"])
+    replay = load_checkpoint(trained.run_dir / "replay.pt")
+    assert replay["size"] == 800
+
+
+# ----------------------------------------------------------------------------------------------- resume
+def _train_resumed(log_dir: Path, **overrides: Any) -> Runner:
+    half = Runner(tiny_cfg(log_dir, save_replay=True, total_env_steps=400, **overrides), quiet=True)
+    half.train()
+    assert half.env_steps == 400
+    resumed = Runner.resume(half.run_dir, total_env_steps=800, quiet=True)
+    assert resumed.env_steps == 400 and resumed.run_dir == half.run_dir
+    resumed.train()
+    return resumed
+
+
+def test_resume_continues_bit_exactly(trained: Runner, tmp_path: Path) -> None:
+    resumed = _train_resumed(tmp_path)
+    assert_same_training_state(trained, resumed)
+
+
+def test_resume_continues_bit_exactly_with_fixed_replay_size(tmp_path: Path) -> None:
+    # Same as above with a replay capacity (320) that is equal in both runs and wraps before the save at 400.
+    full = Runner(tiny_cfg(tmp_path, save_replay=True, replay_size=320), quiet=True)
+    full.train()
+    resumed = _train_resumed(tmp_path, replay_size=320)
+    assert_same_training_state(full, resumed)
+    ckpt = load_checkpoint(resumed.run_dir / "checkpoint.pt")
+    assert ckpt["env_steps"] == 800 and ckpt["config"]["total_env_steps"] == 800
+    assert [h["env_steps"] for h in resumed.history] == [400.0, 800.0]  # history carried over
+
+
+def test_resume_without_replay_refills_before_learning(tmp_path: Path) -> None:
+    half = Runner(tiny_cfg(tmp_path, total_env_steps=400), quiet=True)
+    half.train()
+    assert not (half.run_dir / "replay.pt").exists()
+    updates = half.agent.num_updates
+    resumed = Runner.resume(half.run_dir, total_env_steps=800, quiet=True)
+    assert_tree_equal(resumed.agent.actor.state_dict(), half.agent.actor.state_dict())
+    assert resumed.cfg.warmup_env_steps == 200 and resumed.learn_from == 400 + 200
+    resumed.train()
+    assert resumed.agent.num_updates == updates + (800 - 600) // 8 + 1
+
+
+def test_resume_without_replay_keeps_the_configured_warmup(tmp_path: Path) -> None:
+    half = Runner(tiny_cfg(tmp_path, total_env_steps=400), quiet=True)
+    half.train()
+    resumed = Runner.resume(half.run_dir, total_env_steps=480, quiet=True)
+    resumed.train()
+    saved = load_checkpoint(half.run_dir / "checkpoint.pt")["config"]
+    assert saved["warmup_env_steps"] == 200
+    assert yaml.safe_load((half.run_dir / "config.yaml").read_text())["warmup_env_steps"] == 200
+
+
+# ----------------------------------------------------------------------------------------------- replay contents
+def test_replay_stores_truncation_as_not_terminated_with_final_obs(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, num_envs=4, warmup_env_steps=10_000, env={"episode_steps": 3})
+    runner = Runner(cfg, quiet=True)
+    twin = make_env(cfg)
+    for _ in range(2):
+        runner.collect()
+    twin.load_state_dict(runner.env.state_dict())  # the env just before the truncating step
+    obs_before = {k: v.clone() for k, v in runner.obs.items()}
+    runner.collect()
+    runner.collect()
+    data = runner.replay.data
+    rows = slice(8, 12)  # the third vector step of 4 envs
+    assert torch.equal(data["obs_actor"][rows], obs_before["policy"])
+    _, _, terminated, truncated, info = twin.step(data["action"][rows].clone())
+    assert truncated.all() and not terminated.any()
+    assert torch.equal(data["terminated"][rows], torch.zeros(4))
+    final = info["final_obs"]
+    assert torch.equal(data["next_obs_actor"][rows], final["policy"])
+    assert torch.equal(data["next_obs_critic"][rows], final["critic"])
+    # the next stored transition starts from the fresh episode, not from the final observation
+    assert not torch.equal(data["obs_critic"][12:16], data["next_obs_critic"][rows])
+    # within an episode consecutive rows chain: next_obs of step k is obs of step k + 1
+    assert torch.equal(data["next_obs_critic"][0:4], data["obs_critic"][4:8])
+    assert torch.equal(data["next_obs_actor"][4:8], data["obs_actor"][8:12])
+    assert len(runner.replay) == 16
+
+
+def test_replay_stores_termination(tmp_path: Path) -> None:
+    cfg = tiny_cfg(tmp_path, num_envs=4, warmup_env_steps=10_000)
+    runner = Runner(cfg, quiet=True)
+    s = runner.env.get_state()
+    s[2, 2] = 0.599
+    s[2, 9] = 10.0  # env 2 leaves the box in this step
+    runner.env.set_state(s)
+    runner.obs = runner.env.observe()
+    runner.collect()
+    assert runner.replay.data["terminated"][:4].tolist() == [0.0, 0.0, 1.0, 0.0]
+    assert float(runner.replay.data["next_obs_critic"][2, 2]) > 0.6  # final (out-of-box) observation
+    assert float(runner.obs["critic"][2, 0:3].abs().max()) <= 0.2 + 1e-6  # fresh episode for acting
+
+
+# ----------------------------------------------------------------------------------------------- failures
+CORRUPT_CONTENTS = [
+    pytest.param(lambda good: good[: len(good) // 2], id="truncated-half"),
+    pytest.param(lambda good: good[:10], id="truncated-10-bytes"),
+    pytest.param(lambda good: b"", id="empty"),
+    pytest.param(lambda good: good[:300] + bytes(b ^ 0xFF for b in good[300:600]) + good[600:], id="bit-flipped"),
+    pytest.param(lambda good: b"this is not a checkpoint\x00\x01" * 10, id="garbage-bytes"),
+    pytest.param(lambda good: b"hello world\n", id="text-file"),
+]
+
+
+def test_missing_checkpoint_raises_checkpoint_error(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"not found.*nothing-here"):
+        Runner.resume(tmp_path / "nothing-here", quiet=True)
+
+
+@pytest.mark.parametrize("corrupt", CORRUPT_CONTENTS)
+def test_corrupt_checkpoint_raises_checkpoint_error_naming_the_file(
+    trained: Runner, tmp_path: Path, corrupt: Any
+) -> None:
+    ckpt = tmp_path / "checkpoint.pt"
+    ckpt.write_bytes(corrupt((trained.run_dir / "checkpoint.pt").read_bytes()))
+    with pytest.raises(CheckpointError, match=re.escape(str(ckpt))):
+        Runner.resume(tmp_path, quiet=True)
+
+
+def test_truncated_replay_raises_checkpoint_error_naming_the_file(trained: Runner, tmp_path: Path) -> None:
+    shutil.copy(trained.run_dir / "checkpoint.pt", tmp_path / "checkpoint.pt")
+    replay = tmp_path / "replay.pt"
+    replay.write_bytes((trained.run_dir / "replay.pt").read_bytes()[:1000])
+    with pytest.raises(CheckpointError, match=re.escape(str(replay))):
+        Runner.resume(tmp_path, quiet=True)
+
+
+def test_checkpoint_from_incompatible_network_config_is_a_clear_error(trained: Runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "edited"
+    run_dir.mkdir()
+    ckpt = load_checkpoint(trained.run_dir / "checkpoint.pt")
+    ckpt["config"]["sac"]["actor_hidden"] = [16, 16]
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"does not fit") as err:
+        Runner.resume(run_dir, quiet=True)
+    assert "checkpoint.pt" in str(err.value)
+
+
+def test_checkpoint_with_unknown_setting_is_a_clear_error(trained: Runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "edited"
+    run_dir.mkdir()
+    ckpt = load_checkpoint(trained.run_dir / "checkpoint.pt")
+    ckpt["config"]["no_such_setting"] = 1
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"no_such_setting"):
+        Runner.resume(run_dir, quiet=True)
+
+
+def test_checkpoint_with_different_num_envs_is_a_clear_error(trained: Runner, tmp_path: Path) -> None:
+    run_dir = tmp_path / "edited"
+    run_dir.mkdir()
+    ckpt = load_checkpoint(trained.run_dir / "checkpoint.pt")
+    ckpt["config"]["num_envs"] = 4
+    torch.save(ckpt, run_dir / "checkpoint.pt")
+    with pytest.raises(ValueError, match=r"\(4, 17\)|\(8, 17\)"):
+        Runner.resume(run_dir, quiet=True)
+
+
+def test_output_directory_under_a_regular_file_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    runner = Runner(tiny_cfg(blocker / "runs", total_env_steps=16, warmup_env_steps=16), quiet=True)
+    with pytest.raises(OSError) as err:
+        runner.train()
+    assert str(blocker) in str(err.value)
+    with pytest.raises(OSError) as err:
+        atomic_torch_save({"a": 1}, blocker / "sub" / "checkpoint.pt")
+    assert str(blocker / "sub") in str(err.value)
+    assert blocker.read_text() == "x"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root bypasses directory permissions (covered by the test above)")
+def test_read_only_output_directory_is_a_clear_error(tmp_path: Path) -> None:
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        runner = Runner(tiny_cfg(ro, total_env_steps=16, warmup_env_steps=16), quiet=True)
+        with pytest.raises(PermissionError):
+            runner.train()
+        with pytest.raises(PermissionError, match=r"not writable"):
+            atomic_torch_save({"a": 1}, ro / "checkpoint.pt")
+    finally:
+        ro.chmod(0o700)
+
+
+def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
+    runner = Runner(tiny_cfg(tmp_path), quiet=True)
+    path = runner.save()
+    before = path.read_bytes()
+    runner.env_steps = 123
+    runner.history.append({"not_picklable": lambda: None})  # torch.save fails part-way through pickling
+    with pytest.raises(Exception, match=r"(?i)pickl|lambda|local"):
+        runner.save()
+    assert path.read_bytes() == before
+    assert load_checkpoint(path)["env_steps"] == 0
+    leftovers = [p.name for p in path.parent.iterdir() if p.name != "checkpoint.pt"]
+    assert leftovers == [], leftovers

@@ -12,7 +12,9 @@ PACKAGING := setup.py setup.cfg pyproject.toml package.xml
 .DEFAULT_GOAL := help
 # A recipe that fails leaves no half-made target (venv marker, install stamp) behind.
 .DELETE_ON_ERROR:
-.PHONY: help venv install test test-slow lint demo bench clean
+.PHONY: help venv install test test-slow lint demo bench bench-deps clean
+# apt-get as root directly, otherwise through sudo.
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 help: ## List the targets
 	@grep -E '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-10s %s\n", $$1, $$2}'
@@ -45,7 +47,11 @@ lint: install ## Run ruff on the whole repository
 demo: install ## Train the default quadrotor task, export, evaluate and print the result
 	$(BIN)/sim2real demo
 
-bench: install ## Run every benchmark in benchmarks/ (each prints a comparison table)
+bench-deps: ## System packages the peers need (OpenBLAS, so the RLtools peer links its BLAS backend)
+	@dpkg -s libopenblas-dev >/dev/null 2>&1 || { $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends libopenblas-dev; }
+
+bench: install bench-deps ## Run every benchmark in benchmarks/ (each prints a comparison table)
 	@set -e; found=0; for f in benchmarks/*.py; do \
 		case "$$(basename "$$f")" in _*) continue;; esac; \
 		[ -f "$$f" ] || continue; found=1; \

@@ -65,8 +65,11 @@ class ReplayBuffer:
         }
 
     def load_state_dict(self, state: dict) -> None:
-        """Restore a saved buffer. Same capacity: the exact ring (bit-exact resume). Other capacity: the rows
-        oldest-first, keeping the newest ones if they do not all fit."""
+        """Restore a saved buffer.
+
+        Same capacity: the exact ring (bit-exact resume). Other capacity: the rows oldest-first, keeping the
+        newest ones if they do not all fit.
+        """
         size, ptr = int(state["size"]), int(state["ptr"])
         missing = set(self.data) - set(state["data"])
         if missing:

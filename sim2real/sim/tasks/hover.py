@@ -11,9 +11,13 @@ Observation groups (layout = Learning to Fly's, so policies are interchangeable 
 Action ``(N, 4)`` in [-1, 1], rotor order of :mod:`sim2real.sim.quadrotor`, RPM set-point
 ``(a + 1) / 2 * max_rpm``.
 
-Reward (per step): ``max(clip_min, const - scale * (w_p |p|^2 + w_l |p| + w_q (1 - q_w^2) + w_v |v|^2
-+ w_a |a - a_hover|^2 + w_w |omega|^2)) - termination_penalty * terminated``. The terms are also reported separately
-(``info["reward_terms"]``) so replayed transitions are re-weighted when the curriculum moves the weights.
+Reward (per step)::
+
+    max(clip_min, const - scale * (w_p |p|^2 + w_l |p| + w_q (1 - q_w^2) + w_v |v|^2 + w_a |a - a_hover|^2
+                                   + w_r |a - a_prev|^2 + w_w |omega|^2)) - termination_penalty * terminated
+
+The terms are also reported separately (``info["reward_terms"]``) so replayed transitions are re-weighted
+when the curriculum moves the weights.
 Termination: any ``|p_i| > box``; truncation after ``episode_steps`` (5 s).
 """
 
@@ -27,7 +31,9 @@ import torch
 from sim2real.sim.core import EnvSpec, ObsTerm, VecEnv, deg, uniform
 from sim2real.sim.quadrotor import MODELS, PARAM_NAMES, STATE_DIM, QuadrotorDynamics, quat_to_rotmat, random_quaternions
 
-REWARD_TERMS = ("position", "position_linear", "orientation", "velocity", "action", "angular_velocity", "terminated")
+REWARD_TERMS = (
+    "position", "position_linear", "orientation", "velocity", "action", "action_rate", "angular_velocity", "terminated",
+)  # fmt: skip
 
 
 @dataclass
@@ -97,6 +103,8 @@ class RewardConfig:
     orientation: float = 5.0
     velocity: float = 0.01
     action: float = 0.01
+    action_rate: float = 0.0
+    """Weight of ``|a_t - a_{t-1}|^2``: smooth motor commands."""
     angular_velocity: float = 0.0
     termination_penalty: float = 0.0
     clip_min: float | None = None
@@ -246,7 +254,7 @@ class QuadrotorHoverEnv(VecEnv):
         w_v = min(r.velocity * r.velocity_growth**k, max(r.velocity_max, r.velocity))
         w_a = min(r.action * r.action_growth**k, max(r.action_max, r.action))
         self._weights = torch.tensor(
-            [w_p, r.position_linear, r.orientation, w_v, w_a, r.angular_velocity], device=self.device
+            [w_p, r.position_linear, r.orientation, w_v, w_a, r.action_rate, r.angular_velocity], device=self.device
         )
 
     @property
@@ -375,11 +383,12 @@ class QuadrotorHoverEnv(VecEnv):
 
         Returns:
             ``obs`` (dict of ``(N, ·)``), ``reward`` ``(N,)``, ``terminated`` ``(N,)`` bool,
-            ``truncated`` ``(N,)`` bool, ``info`` with ``final_obs``, ``reward_terms`` ``(N, 7)`` and, for
+            ``truncated`` ``(N,)`` bool, ``info`` with ``final_obs``, ``reward_terms`` ``(N, 8)`` and, for
             envs that ended, ``episode`` = {``return``, ``length``} tensors.
         """
         a = self.check_action(action).clamp(-1.0, 1.0)
         self.state = self._physics(self.state, (a + 1.0) * 0.5, self.params, self.f_dist, self.t_dist, self.cfg.dt)
+        prev_action = self.history[:, -1]
         self.history = torch.cat((self.history[:, 1:], a.unsqueeze(1)), 1)
         self.steps += 1
         s = self.state
@@ -397,6 +406,7 @@ class QuadrotorHoverEnv(VecEnv):
                 1.0 - s[:, 3].square(),
                 s[:, 7:10].square().sum(-1),
                 (a - self.hover_action).square().sum(-1),
+                (a - prev_action).square().sum(-1),
                 s[:, 10:13].square().sum(-1),
                 terminated.float(),
             ),

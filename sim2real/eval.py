@@ -99,6 +99,32 @@ def passes(m: dict[str, float]) -> bool:
     return m["left_box_fraction"] <= CRITERION["left_box_fraction"] and m["pos_error_last2s_m"] < CRITERION["pos_error_last2s_m"]
 
 
+#: Seed of the validation episodes used to pick a run's best policy; disjoint from evaluation seeds (0, 1000, ...).
+VALIDATION_SEED = 7_777_777
+
+
+def validation_score(
+    policy: PolicyFn, base: HoverConfig | None, episodes: int, seed: int | None = None
+) -> dict[str, float]:
+    """Figures on validation episodes and a score (lower is better) that ranks policies by the criterion.
+
+    ``score = err_nominal + 5 left_nominal + 0.5 left_hard`` (``err`` = 1 m when every episode left the box).
+    """
+    base = replace(base or HoverConfig(), device="cpu", compile=False)
+    seed = VALIDATION_SEED if seed is None else seed
+    res, _ = evaluate_hover(policy, episodes, seed, ("nominal", "hard"), base)
+    nom, hard = res["nominal"], res["hard"]
+    err = nom["pos_error_last2s_m"] if math.isfinite(nom["pos_error_last2s_m"]) else 1.0
+    score = err + 5.0 * nom["left_box_fraction"] + 0.5 * hard["left_box_fraction"]
+    return {
+        "score": score,
+        "nominal_left_box": nom["left_box_fraction"],
+        "nominal_pos_error_m": err,
+        "hard_left_box": hard["left_box_fraction"],
+        "passes": float(passes(nom)),
+    }
+
+
 def plot_trajectories(trajs: dict[str, dict[str, torch.Tensor]], path: str | Path, per_start: int = 12) -> None:
     """PNG: position components, distance to set-point and tilt over time for a few episodes per start."""
     import matplotlib

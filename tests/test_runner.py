@@ -293,9 +293,8 @@ def test_checkpoint_with_different_num_envs_is_a_clear_error(trained: Runner, tm
 def test_output_directory_under_a_regular_file_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "not-a-dir"
     blocker.write_text("x")
-    runner = Runner(tiny_cfg(blocker / "runs", total_env_steps=16, warmup_env_steps=16), quiet=True)
-    with pytest.raises(OSError) as err:
-        runner.train()
+    with pytest.raises(OSError) as err:  # the run directory is made before any training time is spent
+        Runner(tiny_cfg(blocker / "runs", total_env_steps=16, warmup_env_steps=16), quiet=True)
     assert str(blocker) in str(err.value)
     with pytest.raises(OSError) as err:
         atomic_torch_save({"a": 1}, blocker / "sub" / "checkpoint.pt")
@@ -330,3 +329,16 @@ def test_failed_save_keeps_the_previous_checkpoint(tmp_path: Path) -> None:
     assert load_checkpoint(path)["env_steps"] == 0
     leftovers = [p.name for p in path.parent.iterdir() if p.name != "checkpoint.pt"]
     assert leftovers == [], leftovers
+
+
+def test_validation_keeps_the_best_policy_and_export_uses_it(tmp_path: Path) -> None:
+    from sim2real.firmware_export.onnx_export import export_onnx, read_metadata
+
+    runner = Runner(tiny_cfg(tmp_path, eval_interval=200, eval_start=400, eval_episodes=4), quiet=True)
+    summary = runner.train()
+    best = summary["best_validation"]
+    assert best["env_steps"] >= 400 and 0.0 <= best["nominal_left_box"] <= 1.0 and best["score"] > 0
+    saved = load_checkpoint(runner.run_dir / "best.pt")
+    assert saved["env_steps"] == best["env_steps"] and saved["best"] == best
+    meta = read_metadata(export_onnx(runner.run_dir))
+    assert meta["checkpoint_file"] == "best.pt"

@@ -132,14 +132,18 @@ def _sha256(path: Path) -> str:
 
 
 def load_trained_policy(source: str | Path) -> TrainedPolicy:
-    """Rebuild config, task env and agent of a run directory (holding ``checkpoint.pt``) or a checkpoint file.
+    """Rebuild config, task env and agent of a run directory or a checkpoint file.
+
+    A run directory gives its ``best.pt`` (best validated policy) when present, else ``checkpoint.pt``.
 
     Raises:
         CheckpointError: missing/corrupt file, unsupported version, unreadable config, unknown task, or actor
             tensors that do not fit the config (the offending tensor is named).
     """
     path = Path(source)
-    ckpt_path = (path / "checkpoint.pt" if path.is_dir() else path).resolve()
+    if path.is_dir():  # a run directory exports its validated best policy when it has one
+        path = path / "best.pt" if (path / "best.pt").is_file() else path / "checkpoint.pt"
+    ckpt_path = path.resolve()
     ckpt = load_checkpoint(ckpt_path)
     missing = [k for k in ("version", "config", "agent") if k not in ckpt]
     if missing:

@@ -53,6 +53,7 @@ class FlatAdam:
                 offset += n
             self.group_slices.append(slice(start, offset))
         self.params = params
+        self.base_lr, self.wd = lr, wd
         self.lr, self.decay = lr, 1.0 - lr * wd
         self.has_decay = bool((wd != 0).any())
         self.beta1, self.beta2 = betas
@@ -60,6 +61,11 @@ class FlatAdam:
         self.m = torch.zeros_like(self.flat)
         self.v = torch.zeros_like(self.flat)
         self.t = [0] * len(groups)
+
+    def set_lr_scale(self, scale: float) -> None:
+        """Scale every group's learning rate to ``scale`` times its initial value (schedules)."""
+        self.lr = self.base_lr * scale
+        self.decay = 1.0 - self.lr * self.wd
 
     def zero_grad(self) -> None:
         self.flat_grad.zero_()

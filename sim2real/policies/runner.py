@@ -48,6 +48,13 @@ class TrainConfig:
     log_interval: int = 20_000
     """Env steps between TensorBoard/console log points."""
     checkpoint_interval: int = 200_000
+    eval_interval: int = 0
+    """Env steps between validations of the deterministic policy (0 = never); the best one is kept as
+    ``best.pt`` and is what a run directory exports."""
+    eval_start: int = 0
+    """First env step at which validation may run."""
+    eval_episodes: int = 100
+    """Validation episodes per start distribution."""
     save_replay: bool = False
     """Also save the replay buffer (``replay.pt``) so ``--resume`` continues bit-exactly."""
     torch_threads: int = 0
@@ -170,14 +177,19 @@ class Runner:
         self.agent.observe(self.obs)
         self.run_dir = run_dir or self._new_run_dir()
         self.history: list[dict[str, float]] = []
+        self.best: dict[str, float] | None = None
 
     def _new_run_dir(self) -> Path:
         stamp = time.strftime("%Y%m%d-%H%M%S")
         base = Path(self.cfg.log_dir) / self.cfg.task / f"{stamp}_{self.cfg.name}_s{self.cfg.seed}"
+        base.parent.mkdir(parents=True, exist_ok=True)
         path, i = base, 1
-        while path.exists():
-            path, i = base.with_name(f"{base.name}-{i}"), i + 1
-        return path
+        while True:  # mkdir is atomic: two runs started in the same second get different directories
+            try:
+                path.mkdir()
+                return path
+            except FileExistsError:
+                path, i = base.with_name(f"{base.name}-{i}"), i + 1
 
     # ------------------------------------------------------------------------------------------ one iteration
     def collect(self) -> dict[str, torch.Tensor] | None:
@@ -216,6 +228,7 @@ class Runner:
             batch = self.replay.sample(self.cfg.sac.batch_size)
             if self.use_terms:  # rewards under the current curriculum weights
                 batch["reward"] = self.env.reward_from_terms(batch.pop("reward_terms"))
+            self.agent.set_progress(self.env_steps / self.cfg.total_env_steps)
             metrics = self.agent.update(batch)
             self.update_credit -= 1.0
         return metrics
@@ -235,6 +248,8 @@ class Runner:
         recent_len: deque[float] = deque(maxlen=200)
         next_log = (self.env_steps // cfg.log_interval + 1) * cfg.log_interval
         next_ckpt = (self.env_steps // cfg.checkpoint_interval + 1) * cfg.checkpoint_interval
+        if cfg.eval_interval:
+            next_eval = max(cfg.eval_start, (self.env_steps // cfg.eval_interval + 1) * cfg.eval_interval)
         t_start, steps_start, upd_start = time.time(), self.env_steps, self.agent.num_updates
         t_last, steps_last, upd_last = t_start, self.env_steps, self.agent.num_updates
         metrics: dict[str, torch.Tensor] | None = None
@@ -273,6 +288,11 @@ class Runner:
                         callback(self)
                 else:
                     bar.update(completed=self.env_steps)
+                if cfg.eval_interval and self.env_steps >= next_eval:
+                    t_val = time.time()
+                    self.validate(writer)
+                    next_eval += cfg.eval_interval
+                    t_last += time.time() - t_val  # validation time is not training throughput
                 if self.env_steps >= next_ckpt:
                     self.save()
                     next_ckpt += cfg.checkpoint_interval
@@ -291,9 +311,35 @@ class Runner:
             "final_episode_return": _mean(recent_ret),
             "final_episode_length": _mean(recent_len),
         }
+        if self.best is not None:
+            summary["best_validation"] = self.best
         write_text_atomic(self.run_dir / "summary.json", json.dumps(summary, indent=2))
         _plot_learning_curve(self.history, self.run_dir / "learning_curve.png")
         return summary
+
+    def validate(self, writer: Any = None) -> dict[str, float] | None:
+        """Validate the deterministic policy with the task's hook; keep it as ``best.pt`` if it scores best."""
+        entry = get_task(self.cfg.task)
+        if entry.validate is None:
+            return None
+        agent, a_key = self.agent, self.cfg.sac.actor_obs
+        was_training = agent.actor.training
+        agent.actor.eval()
+
+        def policy(obs: torch.Tensor) -> torch.Tensor:
+            return agent.act({a_key: obs.to(self.agent.device)}, deterministic=True).cpu()
+
+        figures = entry.validate(policy, getattr(self.env, "cfg", None), self.cfg.eval_episodes, None)
+        agent.actor.train(was_training)
+        figures = {**figures, "env_steps": float(self.env_steps)}
+        if writer is not None:
+            for k, v in figures.items():
+                if k != "env_steps":
+                    writer.add_scalar(f"validation/{k}", v, self.env_steps)
+        if self.best is None or figures["score"] < self.best["score"]:
+            self.best = figures
+            self.save(self.run_dir / "best.pt")
+        return figures
 
     # ------------------------------------------------------------------------------------------ checkpoints
     def save(self, path: Path | None = None) -> Path:
@@ -310,10 +356,11 @@ class Runner:
             "env_state": env_state,
             "torch_rng": torch.get_rng_state(),
             "history": self.history,
+            "best": self.best,
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(ckpt, path)
-        if self.cfg.save_replay:
+        if self.cfg.save_replay and path.name == "checkpoint.pt":
             atomic_torch_save(self.replay.state_dict(), path.with_name("replay.pt"))
         return path
 
@@ -334,6 +381,7 @@ class Runner:
         runner.update_credit = float(ckpt["update_credit"])
         runner.obs = ckpt["obs"]
         runner.history = list(ckpt.get("history", []))
+        runner.best = ckpt.get("best")
         if ckpt.get("env_state") is not None and hasattr(runner.env, "load_state_dict"):
             runner.env.load_state_dict(ckpt["env_state"])
         if hasattr(runner.env, "set_env_steps"):

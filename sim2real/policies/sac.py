@@ -43,6 +43,8 @@ class SACConfig:
     critic_lr: float = 3e-4
     alpha_lr: float = 3e-4
     weight_decay: float = 0.0
+    lr_decay_to: float = 1.0
+    """Learning rates decay linearly to this fraction of their value over the run (1.0 = constant)."""
     batch_size: int = 256
     actor_delay: int = 1
     """Update actor and temperature every ``actor_delay`` critic updates (TD3-style delay; 1 = every update)."""
@@ -146,6 +148,10 @@ class SAC:
 
         metrics.update(actor_loss=actor_loss.detach(), entropy=-logp.detach().mean())
         return critic_loss + actor_loss + alpha_loss, metrics
+
+    def set_progress(self, fraction: float) -> None:
+        """Linear learning-rate schedule: lr = lr0 * (1 - (1 - lr_decay_to) * fraction), fraction in [0, 1]."""
+        self.optimizer.set_lr_scale(1.0 - (1.0 - self.cfg.lr_decay_to) * min(max(fraction, 0.0), 1.0))
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on a replay batch; returns detached scalar metrics (no host sync)."""

@@ -118,6 +118,9 @@ class TaskEntry:
     """Dataclass of the task's settings (``make(cfg=...)`` accepts one)."""
     train_defaults: Callable[[], Any] | None = None
     """Returns the tuned :class:`~sim2real.policies.runner.TrainConfig` for this task."""
+    validate: Callable[..., dict[str, float]] | None = None
+    """``validate(policy_fn, env_cfg, episodes, seed) -> {"score": lower is better, ...figures}``: used by the
+    runner to keep the best policy of a run (``best.pt``)."""
 
 
 _REGISTRY: dict[str, TaskEntry] = {}

@@ -12,6 +12,12 @@ def _hover_train_defaults():
     return quadrotor_hover_defaults()
 
 
+def _hover_validate(policy, env_cfg, episodes, seed):
+    from sim2real.eval import validation_score
+
+    return validation_score(policy, env_cfg, episodes, seed)
+
+
 register_task(
     TaskEntry(
         name="quadrotor-hover",
@@ -19,5 +25,6 @@ register_task(
         description="Crazyflie hover with direct motor-RPM control (Learning-to-Fly layout, 100 Hz)",
         config_cls=HoverConfig,
         train_defaults=_hover_train_defaults,
+        validate=_hover_validate,
     )
 )

@@ -107,6 +107,9 @@ class RewardConfig:
     """Weight of ``|a_t - a_{t-1}|^2``: smooth motor commands."""
     angular_velocity: float = 0.0
     termination_penalty: float = 0.0
+    form: str = "linear"
+    """``linear``: ``const - scale * cost``; ``exp``: ``const * exp(-scale * cost / const)``, the same slope at the
+    set-point but positive everywhere, so far from it the shaping never flattens out the way a clip does."""
     clip_min: float | None = None
     """Lower bound of the per-step reward before the termination penalty (0: staying alive never scores
     worse than the 0 that follows termination)."""
@@ -185,6 +188,8 @@ class QuadrotorHoverEnv(VecEnv):
             raise ValueError(f"num_envs must be >= 1, got {cfg.num_envs}")
         if cfg.model not in MODELS:
             raise KeyError(f"unknown quadrotor model {cfg.model!r}; available: {', '.join(MODELS)}")
+        if cfg.reward.form not in ("linear", "exp"):
+            raise ValueError(f"reward.form must be 'linear' or 'exp', got {cfg.reward.form!r}")
         if cfg.action_history < 1:
             raise ValueError("action_history must be >= 1")
         self.cfg = cfg
@@ -250,6 +255,9 @@ class QuadrotorHoverEnv(VecEnv):
         r = self.cfg.reward
         self.env_steps = int(env_steps)
         k = self.env_steps // r.interval if r.curriculum else 0
+        if k == getattr(self, "_stage", None):
+            return
+        self._stage = k
         w_p = min(r.position * r.position_growth**k, max(r.position_max, r.position))
         w_v = min(r.velocity * r.velocity_growth**k, max(r.velocity_max, r.velocity))
         w_a = min(r.action * r.action_growth**k, max(r.action_max, r.action))
@@ -263,7 +271,11 @@ class QuadrotorHoverEnv(VecEnv):
 
     def reward_from_terms(self, terms: torch.Tensor) -> torch.Tensor:
         r = self.cfg.reward
-        reward = r.constant - r.scale * (terms[:, :-1] @ self._weights)
+        cost = terms[:, :-1] @ self._weights
+        if r.form == "exp":
+            reward = r.constant * torch.exp(-r.scale * cost / r.constant)
+        else:
+            reward = r.constant - r.scale * cost
         if r.clip_min is not None:
             reward = reward.clamp_min(r.clip_min)
         return reward - r.termination_penalty * terms[:, -1]

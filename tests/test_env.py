@@ -325,7 +325,7 @@ def test_curriculum_weights_grow_per_interval_with_caps() -> None:
     rc = RewardConfig(interval=1000)
     env = QuadrotorHoverEnv(HoverConfig(num_envs=1, action_history=1, reward=rc))
     w0 = env.reward_weights
-    expected0 = {"position": 5.0, "orientation": 5.0, "velocity": 0.01, "action": 0.01, "angular_velocity": 0.0}
+    expected0 = {"position": 5.0, "orientation": 5.0, "velocity": 0.01, "action": 0.01, "angular_velocity": 0.05}
     assert {k: w0[k] for k in expected0} == pytest.approx(expected0)
     env.set_env_steps(999)
     assert env.reward_weights == pytest.approx(w0)  # stages change only at interval boundaries
@@ -343,9 +343,9 @@ def test_curriculum_weights_grow_per_interval_with_caps() -> None:
         w = env.reward_weights
         assert all(w[key] >= prev[key] - 1e-9 for key in w)
         prev = w
-    assert prev["position"] == pytest.approx(40.0)
-    assert prev["velocity"] == pytest.approx(1.0)
-    assert prev["action"] == pytest.approx(1.0)
+    assert prev["position"] == pytest.approx(rc.position_max)
+    assert prev["velocity"] == pytest.approx(rc.velocity_max)
+    assert prev["action"] == pytest.approx(rc.action_max)
     env.set_env_steps(0)
     assert env.reward_weights == pytest.approx(w0)  # deterministic in env_steps (resume)
 

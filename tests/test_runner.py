@@ -44,6 +44,11 @@ def tiny_cfg(log_dir: Path, **overrides: Any) -> TrainConfig:
         "log_interval": 400,
         "checkpoint_interval": 10_000_000,
         "log_dir": str(log_dir),
+        # independent of the tuned defaults: one update per vector step, constant learning rates (a schedule
+        # over total_env_steps makes a 400-step run differ from the first half of an 800-step run), no validation
+        "updates_per_step": 1.0,
+        "sac.lr_decay_to": 1.0,
+        "eval_interval": 0,
     }
     return apply_overrides(quadrotor_hover_defaults(), {**base, **overrides})
 

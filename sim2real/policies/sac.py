@@ -44,7 +44,8 @@ class SACConfig:
     alpha_lr: float = 3e-4
     weight_decay: float = 0.0
     lr_decay_to: float = 1.0
-    """Learning rates decay linearly to this fraction of their value over the run (1.0 = constant)."""
+    """Learning rates decay linearly to this fraction of their value over ``total_env_steps`` (1.0 = constant);
+    resuming with a larger budget stretches the rest of the schedule."""
     batch_size: int = 256
     actor_delay: int = 1
     """Update actor and temperature every ``actor_delay`` critic updates (TD3-style delay; 1 = every update)."""

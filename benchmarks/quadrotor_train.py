@@ -5,7 +5,8 @@ prints one rich table (with ratios) and writes the JSON. Measured in one run:
 
 a. **ours**: per seed, ``Runner(quadrotor_hover_defaults())``; every ``--eval-interval`` env steps the deterministic
    actor is evaluated (``evaluate_hover``, nominal starts, ``--eval-episodes``) and the *training* wall clock (eval
-   time excluded) at which ``passes()`` first holds is recorded; final nominal/hard figures at the end.
+   time excluded) at which ``passes()`` first holds is recorded; final nominal/hard figures of the exported
+   ``policy.onnx`` (the run's best validated checkpoint) through onnxruntime, as ``sim2real eval`` computes them.
 b. **throughput**: hover env steps/s at 1/64/1024/4096 envs (eager; ``compile=True`` at 1024/4096, compile time
    reported apart), SAC gradient updates/s at batch 256 (ours on a random batch vs SB3's ``train()`` on a filled
    replay buffer, both 64x64 nets; SB3's figure includes its replay sampling, ours does not).
@@ -41,6 +42,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from sim2real.eval import evaluate_hover, passes
+from sim2real.firmware_export.onnx_export import OnnxPolicy, export_onnx
 from sim2real.policies.runner import Runner, make_env, quadrotor_hover_defaults
 from sim2real.policies.sac import SAC, SACConfig
 from sim2real.sim.gym_wrappers import ToGymnasiumEnv
@@ -103,7 +105,11 @@ def bench_ours(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         clock = _EvalClock(args.eval_episodes)
         summary = runner.train(callback=lambda r: clock.evaluate(policy, r.env_steps))
         train_s = clock.train_time()
-        final = _final(policy, args.eval_episodes)
+        # Final figures of what a user deploys: the run's exported policy (best validated checkpoint) in onnxruntime.
+        exported = OnnxPolicy(export_onnx(runner.run_dir))
+        final = _final(exported, args.eval_episodes)
+        final["exported_checkpoint"] = exported.metadata["checkpoint_file"]
+        final["exported_env_steps"] = exported.metadata.get("env_steps")
     n = summary["env_steps"]
     return {"seed": seed, "num_envs": cfg.num_envs, "env_steps": n, "train_time_s": round(train_s, 2),
             "env_steps_per_s": round(n / train_s, 1), "updates": summary["updates"],

@@ -25,15 +25,6 @@ QUIET_INIT = InitConfig(
 )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks on a busy 2-core machine: one intra-op thread is several times faster (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def small_env(**overrides) -> QuadrotorHoverEnv:
     return QuadrotorHoverEnv(HoverConfig(num_envs=4, action_history=8), **overrides)
 

@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import torch
 import yaml
+from helpers import assert_tree_equal
 
 from sim2real.policies.runner import (
     Runner,
@@ -24,15 +25,6 @@ from sim2real.policies.runner import (
 from sim2real.utils import CheckpointError, atomic_torch_save, load_checkpoint
 
 TASK = "quadrotor-hover"
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks on a busy 2-core machine: one intra-op thread is several times faster (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def tiny_cfg(log_dir: Path, **overrides: Any) -> TrainConfig:
@@ -53,22 +45,6 @@ def tiny_cfg(log_dir: Path, **overrides: Any) -> TrainConfig:
     return apply_overrides(quadrotor_hover_defaults(), {**base, **overrides})
 
 
-def assert_tree_equal(a: Any, b: Any, path: str = "") -> None:
-    """Bit-exact equality of nested dicts/lists/tensors/scalars."""
-    assert type(a) is type(b), f"{path}: {type(a).__name__} vs {type(b).__name__}"
-    if isinstance(a, torch.Tensor):
-        assert a.shape == b.shape and a.dtype == b.dtype, path
-        assert torch.equal(a, b), f"{path}: max |diff| {float((a.double() - b.double()).abs().max())}"
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_tree_equal(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_tree_equal(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, f"{path}: {a!r} vs {b!r}"
 
 
 def assert_same_training_state(a: Runner, b: Runner) -> None:

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import numpy as np
 import pytest
 import torch
+from helpers import assert_tree_equal
 
 from sim2real.policies.networks import EnsembleCritic, RunningNormalizer, SquashedGaussianActor
 from sim2real.policies.replay import ReplayBuffer
@@ -15,15 +14,6 @@ from sim2real.policies.sac import SAC, SACConfig
 OBS_DIMS = {"policy": 6, "critic": 9}
 ACT_DIM = 3
 BATCH_KEYS = ("obs_actor", "obs_critic", "action", "reward", "next_obs_actor", "next_obs_critic", "terminated")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny networks on a busy 2-core machine: one intra-op thread is several times faster (restored after)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 # ----------------------------------------------------------------------------------------------- replay
@@ -205,21 +195,6 @@ def grads(loss: torch.Tensor, params: list[torch.Tensor]) -> list[torch.Tensor]:
     return [torch.zeros_like(p) if g is None else g for p, g in zip(params, out)]
 
 
-def assert_tree_equal(a: Any, b: Any, path: str = "") -> None:
-    """Bit-exact equality of nested dicts/lists/tensors/scalars (e.g. optimizer state dicts)."""
-    assert type(a) is type(b), path
-    if isinstance(a, torch.Tensor):
-        assert a.shape == b.shape and a.dtype == b.dtype and torch.equal(a, b), path
-    elif isinstance(a, dict):
-        assert a.keys() == b.keys(), path
-        for k in a:
-            assert_tree_equal(a[k], b[k], f"{path}.{k}")
-    elif isinstance(a, (list, tuple)):
-        assert len(a) == len(b), path
-        for i, (x, y) in enumerate(zip(a, b)):
-            assert_tree_equal(x, y, f"{path}[{i}]")
-    else:
-        assert a == b, path
 
 
 def snapshot(module: torch.nn.Module) -> list[torch.Tensor]:

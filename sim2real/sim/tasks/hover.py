@@ -224,7 +224,7 @@ class QuadrotorHoverEnv(VecEnv):
             + [cfg.noise.angular_velocity] * 3,
             device=dev,
         )  # fmt: skip
-        self._weights = torch.zeros(len(REWARD_TERMS) - 1, device=dev)
+        self._stage: int | None = None  # curriculum stage whose weights are in self._weights
         self.set_env_steps(0)
         critic_layout = [
             ObsTerm("position_error", 0, 3, "world"),
@@ -262,7 +262,7 @@ class QuadrotorHoverEnv(VecEnv):
         r = self.cfg.reward
         self.env_steps = int(env_steps)
         k = self.env_steps // r.interval if r.curriculum else 0
-        if k == getattr(self, "_stage", None):
+        if k == self._stage:
             return
         self._stage = k
         w_p = min(r.position * r.position_growth**k, max(r.position_max, r.position))

@@ -95,7 +95,7 @@ class DomainRandomization:
 class RewardConfig:
     """Reward weights; the curriculum multiplies ``w_*`` by ``*_growth`` every ``interval`` env steps.
 
-    Learning to Fly's terms and curriculum, with four changes (measured in the README's benchmark): a linear
+    Learning to Fly's terms and curriculum, with four changes (measured in development, see the README): a linear
     ``|p|`` term (a pull that does not vanish near the set-point: steady errors fell from ~0.25 m to ~0.05 m),
     per-step reward clipped at 0 plus a termination penalty (leaving the box never pays), damping terms on
     action rate and angular velocity (the linear term alone excites a ~1.4 Hz limit cycle), and curriculum

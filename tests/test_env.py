@@ -488,3 +488,16 @@ def test_state_dict_round_trip_continues_identically() -> None:
 
     with pytest.raises(ValueError, match=r"state"):
         QuadrotorHoverEnv(replace(cfg, num_envs=2)).load_state_dict(sd)
+
+
+def test_exp_reward_form_matches_linear_slope_at_the_setpoint_and_stays_positive() -> None:
+    lin = QuadrotorHoverEnv(HoverConfig(num_envs=2, action_history=1, reward=RewardConfig(clip_min=None)))
+    exp = QuadrotorHoverEnv(HoverConfig(num_envs=2, action_history=1, reward=RewardConfig(clip_min=None, form="exp")))
+    terms = torch.zeros(2, len(lin.reward_term_names))
+    terms[0, 0] = 1e-4  # tiny squared position error: both forms agree to first order
+    terms[1, 0] = 10.0  # far away: linear goes negative, exp stays positive
+    r_lin, r_exp = lin.reward_from_terms(terms), exp.reward_from_terms(terms)
+    assert float(r_exp[0]) == pytest.approx(float(r_lin[0]), abs=1e-6)
+    assert float(r_lin[1]) < 0 < float(r_exp[1])
+    with pytest.raises(ValueError, match="reward.form"):
+        QuadrotorHoverEnv(HoverConfig(num_envs=1, reward=RewardConfig(form="cubic")))

@@ -392,3 +392,36 @@ def test_sac_state_dict_round_trip_continues_identically() -> None:
             assert ka == kb and torch.equal(va, vb), (net, ka)
     assert torch.equal(a.log_alpha, b.log_alpha)
     assert_tree_equal(a.optimizer.state_dict(), b.optimizer.state_dict())
+
+
+def test_delayed_actor_updates_only_the_critics_in_between() -> None:
+    agent = make_agent(actor_delay=3)
+    batch = make_batch()
+    actor0 = [p.clone() for p in agent.actor.parameters()]
+    alpha0 = agent.log_alpha.detach().clone()
+    agent.update(batch)  # update 0: actor, critics and temperature
+    actor1 = [p.clone() for p in agent.actor.parameters()]
+    assert any(not torch.equal(a, b) for a, b in zip(actor0, actor1))
+    alpha1 = agent.log_alpha.detach().clone()
+    assert not torch.equal(alpha0, alpha1)
+    critic1 = [p.clone() for p in agent.critic.parameters()]
+    agent.update(batch)  # updates 1 and 2: critics only
+    agent.update(batch)
+    assert all(torch.equal(a, b) for a, b in zip(actor1, agent.actor.parameters()))
+    assert torch.equal(alpha1, agent.log_alpha.detach())
+    assert any(not torch.equal(a, b) for a, b in zip(critic1, agent.critic.parameters()))
+    assert agent.optimizer.t == [1, 3, 1]  # per-group Adam step counts (actor, critics, temperature)
+    agent.update(batch)  # update 3: actor again
+    assert any(not torch.equal(a, b) for a, b in zip(actor1, agent.actor.parameters()))
+
+
+def test_lr_schedule_decays_linearly_to_the_configured_fraction() -> None:
+    agent = make_agent(actor_lr=1e-3, critic_lr=2e-3, lr_decay_to=0.25)
+    actor = agent.optimizer.group_slices[0]
+    critic = agent.optimizer.group_slices[1]
+    agent.set_progress(0.0)
+    assert float(agent.optimizer.lr[actor][0]) == pytest.approx(1e-3)
+    agent.set_progress(0.5)
+    assert float(agent.optimizer.lr[critic][0]) == pytest.approx(2e-3 * (1 - 0.75 * 0.5))
+    agent.set_progress(2.0)  # clamped at the end of the schedule
+    assert float(agent.optimizer.lr[actor][0]) == pytest.approx(0.25e-3)

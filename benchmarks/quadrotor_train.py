@@ -100,7 +100,7 @@ def bench_ours(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         agent = runner.agent
 
         def policy(o: torch.Tensor) -> torch.Tensor:
-            return agent.actor.deterministic(agent.actor_norm(o))
+            return agent.act({cfg.sac.actor_obs: o}, deterministic=True)
 
         clock = _EvalClock(args.eval_episodes)
         summary = runner.train(callback=lambda r: clock.evaluate(policy, r.env_steps))

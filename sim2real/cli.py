@@ -192,7 +192,7 @@ def evaluate_policy_file(onnx_path: Path, episodes: int, seed: int, starts: tupl
     if base.action_history * 4 + 18 != policy.obs_dim:
         raise ValueError(f"{onnx_path}: obs_dim {policy.obs_dim} does not match action_history {base.action_history}")
     t0 = time.time()
-    results, trajs = evaluate_hover(policy, episodes, seed, starts, base=replace(base, device="cpu"))
+    results, trajs = evaluate_hover(policy, episodes, seed, starts, base=base)
     results["meta"] = {"policy": str(onnx_path), "episodes": episodes, "seed": seed, "eval_time_s": round(time.time() - t0, 2)}
     out = out or onnx_path.parent
     out.mkdir(parents=True, exist_ok=True)

@@ -35,14 +35,14 @@ CRITERION = {"left_box_fraction": 0.01, "pos_error_last2s_m": 0.10}
 def rollout_hover(
     policy: PolicyFn, start: str, episodes: int, seed: int = 0, base: HoverConfig | None = None, duration_s: float = 5.0
 ) -> dict[str, torch.Tensor]:
-    """Run ``episodes`` parallel episodes without early termination; returns trajectories.
+    """Run ``episodes`` parallel episodes on the CPU without early termination; returns trajectories.
 
     Returns:
         ``pos`` ``(T+1, E, 3)``, ``tilt`` ``(T+1, E)`` rad, ``action`` ``(T, E, 4)``, ``rpm`` ``(T+1, E, 4)``.
     """
     cfg = hover_eval_config(start, episodes, base)
     steps = int(round(duration_s / cfg.dt))
-    cfg = replace(cfg, termination_box=math.inf, episode_steps=steps + 1, compile=False)
+    cfg = replace(cfg, termination_box=math.inf, episode_steps=steps + 1, device="cpu", compile=False)
     env = QuadrotorHoverEnv(cfg)
     obs = env.reset(seed)
     pos, tilt, acts, rpm = [env.state[:, 0:3].clone()], [tilt_angle(env.state[:, 3:7])], [], [env.state[:, 13:17].clone()]
@@ -110,7 +110,6 @@ def validation_score(
 
     ``score = err_nominal + 5 left_nominal + 0.5 left_hard`` (``err`` = 1 m when every episode left the box).
     """
-    base = replace(base or HoverConfig(), device="cpu", compile=False)
     seed = VALIDATION_SEED if seed is None else seed
     res, _ = evaluate_hover(policy, episodes, seed, ("nominal", "hard"), base)
     nom, hard = res["nominal"], res["hard"]

@@ -6,6 +6,7 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -240,33 +241,31 @@ def test_truncated_replay_raises_checkpoint_error_naming_the_file(trained: Runne
         Runner.resume(tmp_path, quiet=True)
 
 
-def test_checkpoint_from_incompatible_network_config_is_a_clear_error(trained: Runner, tmp_path: Path) -> None:
+def edited_run(trained: Runner, tmp_path: Path, edit: Callable[[dict[str, Any]], None]) -> Path:
+    """A run directory holding ``trained``'s checkpoint with ``edit`` applied to its saved config."""
     run_dir = tmp_path / "edited"
     run_dir.mkdir()
     ckpt = load_checkpoint(trained.run_dir / "checkpoint.pt")
-    ckpt["config"]["sac"]["actor_hidden"] = [16, 16]
+    edit(ckpt["config"])
     torch.save(ckpt, run_dir / "checkpoint.pt")
+    return run_dir
+
+
+def test_checkpoint_from_incompatible_network_config_is_a_clear_error(trained: Runner, tmp_path: Path) -> None:
+    run_dir = edited_run(trained, tmp_path, lambda c: c["sac"].update(actor_hidden=[16, 16]))
     with pytest.raises(ValueError, match=r"does not fit") as err:
         Runner.resume(run_dir, quiet=True)
     assert "checkpoint.pt" in str(err.value)
 
 
 def test_checkpoint_with_unknown_setting_is_a_clear_error(trained: Runner, tmp_path: Path) -> None:
-    run_dir = tmp_path / "edited"
-    run_dir.mkdir()
-    ckpt = load_checkpoint(trained.run_dir / "checkpoint.pt")
-    ckpt["config"]["no_such_setting"] = 1
-    torch.save(ckpt, run_dir / "checkpoint.pt")
+    run_dir = edited_run(trained, tmp_path, lambda c: c.update(no_such_setting=1))
     with pytest.raises(ValueError, match=r"no_such_setting"):
         Runner.resume(run_dir, quiet=True)
 
 
 def test_checkpoint_with_different_num_envs_is_a_clear_error(trained: Runner, tmp_path: Path) -> None:
-    run_dir = tmp_path / "edited"
-    run_dir.mkdir()
-    ckpt = load_checkpoint(trained.run_dir / "checkpoint.pt")
-    ckpt["config"]["num_envs"] = 4
-    torch.save(ckpt, run_dir / "checkpoint.pt")
+    run_dir = edited_run(trained, tmp_path, lambda c: c.update(num_envs=4))
     with pytest.raises(ValueError, match=r"\(4, 17\)|\(8, 17\)"):
         Runner.resume(run_dir, quiet=True)
 

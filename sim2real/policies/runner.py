@@ -230,12 +230,12 @@ class Runner:
         if self.env_steps < self.learn_from:
             return None
         self.update_credit += self.cfg.updates_per_step
+        self.agent.set_progress(self.env_steps / self.cfg.total_env_steps)
         metrics = None
         while self.update_credit >= 1.0:
             batch = self.replay.sample(self.cfg.sac.batch_size)
             if self.use_terms:  # rewards under the current curriculum weights
                 batch["reward"] = self.env.reward_from_terms(batch.pop("reward_terms"))
-            self.agent.set_progress(self.env_steps / self.cfg.total_env_steps)
             metrics = self.agent.update(batch)
             self.update_credit -= 1.0
         return metrics
@@ -345,12 +345,12 @@ class Runner:
                     writer.add_scalar(f"validation/{k}", v, self.env_steps)
         if self.best is None or figures["score"] < self.best["score"]:
             self.best = figures
-            self.save(self.run_dir / "best.pt")
+            self.save(self.run_dir / "best.pt", with_replay=False)
         return figures
 
     # ------------------------------------------------------------------------------------------ checkpoints
-    def save(self, path: Path | None = None) -> Path:
-        """Write the complete checkpoint atomically (and ``replay.pt`` when ``save_replay``)."""
+    def save(self, path: Path | None = None, with_replay: bool = True) -> Path:
+        """Write the complete checkpoint atomically (and ``replay.pt`` when ``save_replay`` and ``with_replay``)."""
         path = path or self.run_dir / "checkpoint.pt"
         env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
         ckpt = {
@@ -367,7 +367,7 @@ class Runner:
         }
         self.run_dir.mkdir(parents=True, exist_ok=True)
         atomic_torch_save(ckpt, path)
-        if self.cfg.save_replay and path.name == "checkpoint.pt":
+        if self.cfg.save_replay and with_replay:
             atomic_torch_save(self.replay.state_dict(), path.with_name("replay.pt"))
         return path
 

@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   sim2real train quadrotor-hover --set sac.batch_size=512 --set env.reward.termination_penalty=50
   sim2real train quadrotor-hover --resume runs/quadrotor-hover/20261121-101500_sac_s0
   sim2real export onnx runs/quadrotor-hover/20261121-101500_sac_s0
+  sim2real export c runs/quadrotor-hover/20261121-101500_sac_s0 --target cortex-m4
   sim2real eval runs/quadrotor-hover/20261121-101500_sac_s0 --episodes 200
   sim2real demo
 """
@@ -91,6 +92,25 @@ def _build_parser() -> argparse.ArgumentParser:
     o.add_argument("--out", default=None, help="output .onnx path (default <run>/exported/policy.onnx)")
     o.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     o.add_argument("--atol", type=float, default=1e-5, help="max |torch - onnxruntime| accepted (default 1e-5)")
+
+    c = xs.add_parser(
+        "c",
+        help="policy -> dependency-free C99 (policy.h/policy.c) for microcontrollers",
+        description="Generate policy.h/policy.c from policy.onnx: weights as const arrays (flash), no malloc, no "
+        "libm, static scratch buffers, one entry point policy_eval(const float *obs, float *actions) with the "
+        "normaliser and action clipping inside, and a golden input/output pair plus the model hash in the header. "
+        "When gcc is available the code is compiled for the host and checked against onnxruntime.",
+    )
+    c.add_argument("source", help="run directory (exported to ONNX first if needed) or policy.onnx")
+    c.add_argument("--target", choices=["cortex-m4", "cortex-m7", "host"], default="cortex-m4",
+                   help="instruction set the kernel is tuned for: fused multiply-add on cortex-m7 only (default cortex-m4)")
+    c.add_argument("--out", default=None, help="output directory (default: <policy dir>/c_<target>[_int8])")
+    c.add_argument("--int8", action="store_true",
+                   help="int8 weights with one float scale per output row; reports the accuracy loss")
+    c.add_argument("--fma", action=argparse.BooleanOptionalAction, default=None,
+                   help="force fused multiply-add on or off (default: the target's choice)")
+    c.add_argument("--check-samples", type=int, default=1000,
+                   help="random observations for the host check against onnxruntime (0 skips it; default 1000)")
 
     d = sub.add_parser(
         "demo",
@@ -171,7 +191,7 @@ def _resolve_policy(source: str) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"no such run directory or policy file: {path}")
     if path.suffix != ".onnx":
-        raise ValueError(f"eval expects a run directory or a .onnx file, got {path}")
+        raise ValueError(f"expected a run directory or a .onnx file, got {path}")
     return path
 
 
@@ -215,10 +235,47 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from sim2real.firmware_export.onnx_export import export_onnx, read_metadata
 
+    if args.format == "c":
+        return cmd_export_c(args)
+
     path = export_onnx(args.source, Path(args.out) if args.out else None, opset=args.opset, atol=args.atol)
     meta = read_metadata(path)
     print(f"wrote {path} (obs_dim {meta['obs_dim']}, act_dim {meta['act_dim']}, "
           f"parity max|diff| {meta.get('parity_max_abs_diff', float('nan')):.2e})")  # fmt: skip
+    return 0
+
+
+def cmd_export_c(args: argparse.Namespace) -> int:
+    import shutil
+
+    import numpy as np
+
+    from sim2real.firmware_export.c_codegen import generate_c
+    from sim2real.firmware_export.c_host import HostPolicy
+    from sim2real.firmware_export.onnx_export import OnnxPolicy
+
+    if args.check_samples < 0:
+        raise ValueError(f"--check-samples must be >= 0, got {args.check_samples}")
+    onnx_path = _resolve_policy(args.source)
+    out = Path(args.out) if args.out else onnx_path.parent / f"c_{args.target}{'_int8' if args.int8 else ''}"
+    ex = generate_c(onnx_path, out, target=args.target, int8=args.int8, fma=args.fma)
+    man = ex.manifest
+    print(f"wrote {ex.header} and {ex.source}")
+    print(f"  {man['obs_dim']} -> {man['act_dim']}, layers {man['layers']}, {man['macs']} multiply-adds, "
+          f"{man['parameter_bytes']} parameter bytes, model hash {man['model_hash']}, fma {man['fma']}")
+    if man["int8_error"]:
+        e = man["int8_error"]
+        print(f"  int8 accuracy loss vs float32 over {e['samples']} observations: max {e['max_abs']:.2e}, "
+              f"mean {e['mean_abs']:.2e} (action units, range [-1, 1])")
+    if args.check_samples and shutil.which("gcc"):
+        host = HostPolicy(out, man["obs_dim"], man["act_dim"], ["-DPOLICY_USE_FMA"] if man["fma"] else None)
+        x = ex.model.normalizer_samples(args.check_samples, seed=123)
+        ref = ex.model.forward(x) if args.int8 else OnnxPolicy(onnx_path)(x)
+        what = "numpy int8 reference" if args.int8 else "onnxruntime"
+        print(f"  host build check: max |C - {what}| = {float(np.abs(host(x) - ref).max()):.2e} "
+              f"over {args.check_samples} observations")
+    elif args.check_samples:
+        print("  host build check skipped: no gcc on PATH")
     return 0
 
 

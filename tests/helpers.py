@@ -23,3 +23,23 @@ def assert_tree_equal(a: Any, b: Any, path: str = "") -> None:
             assert_tree_equal(x, y, f"{path}[{i}]")
     else:
         assert a == b, f"{path}: {a!r} vs {b!r}"
+
+
+def require_tools(*names: str) -> None:
+    """Skip the calling test when a command-line tool is missing; fail instead under CI (``CI=true``).
+
+    CI installs the ARM toolchain and QEMU (``make mcu-deps``), so a missing tool there is a setup bug, not
+    a reason to skip.
+    """
+    import os
+    import shutil
+
+    import pytest
+
+    missing = [n for n in names if shutil.which(n) is None]
+    if not missing:
+        return
+    msg = f"{', '.join(missing)} not installed (run `make mcu-deps`)"
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"CI must provide the MCU tools: {msg}")
+    pytest.skip(msg)

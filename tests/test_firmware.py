@@ -1,0 +1,139 @@
+"""Firmware build (arm-none-eabi-gcc) and QEMU self-test / bench of the generated quadrotor policy."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from pathlib import Path
+
+import pytest
+from helpers import require_tools
+
+from sim2real.firmware_export import firmware as fw
+from sim2real.firmware_export import qemu
+from sim2real.firmware_export.firmware import BOARDS, FirmwareError, build_firmware
+
+POLICY_ONNX = Path(__file__).parent / "data" / "quadrotor_hover.onnx"
+TOOLS = ("arm-none-eabi-gcc", "qemu-system-arm")
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory):
+    """policy.h/policy.c of the 146 -> 64 -> 64 -> 4 test policy, and a copy whose golden actions are off."""
+    from sim2real.firmware_export.c_codegen import generate_c
+
+    out = tmp_path_factory.mktemp("policy")
+    export = generate_c(POLICY_ONNX, out / "good")
+    bad = out / "bad"
+    bad.mkdir()
+    shutil.copy(export.header, bad / "policy.h")
+    src = export.source.read_text()
+    # `1000.0f + <first golden action>`: a valid constant initialiser that no policy output matches.
+    corrupted, n = re.subn(r"(policy_golden_act\s*\[[^\]]*\]\s*=\s*\{)", r"\g<1>1000.0f + ", src)
+    assert n == 1
+    (bad / "policy.c").write_text(corrupted)
+    return export, bad
+
+
+def _tiny_policy(out: Path, eval_body: str) -> Path:
+    """A 2 -> 1 stand-in policy whose policy_eval runs ``eval_body`` (to reach the other exit statuses)."""
+    out.mkdir(parents=True)
+    (out / "policy.h").write_text(
+        '#define POLICY_OBS_DIM 2\n#define POLICY_ACT_DIM 1\n#define POLICY_MODEL_HASH "0000000000000000"\n'
+        "#define POLICY_GOLDEN_ATOL 1e-5f\nextern const float policy_golden_obs[POLICY_OBS_DIM];\n"
+        "extern const float policy_golden_act[POLICY_ACT_DIM];\nint policy_eval(const float *obs, float *actions);\n")
+    (out / "policy.c").write_text(
+        '#include "policy.h"\nconst float policy_golden_obs[2] = {1.0f, 2.0f};\nconst float policy_golden_act[1] = {3.0f};\n'
+        f"int policy_eval(const float *obs, float *actions)\n{{\n{eval_body}\n}}\n")
+    return out
+
+
+@pytest.fixture(scope="module", params=sorted(BOARDS))
+def board_builds(request, generated, tmp_path_factory):
+    """Per board: the selftest image of the good and of the corrupted policy, and the bench image."""
+    require_tools(*TOOLS)
+    board = request.param
+    export, bad = generated
+    out = tmp_path_factory.mktemp(board)
+    good_dir = export.header.parent
+    return {
+        "board": board,
+        "export": export,
+        "selftest": build_firmware(good_dir, board, out / "selftest", "selftest"),
+        "corrupted": build_firmware(bad, board, out / "corrupted", "selftest"),
+        "bench": build_firmware(good_dir, board, out / "bench", "bench", bench_runs=8),
+    }
+
+
+def test_build_reports_sizes(board_builds):
+    build, export = board_builds["selftest"], board_builds["export"]
+    assert build.elf.is_file() and build.bin.is_file() and build.board == board_builds["board"]
+    assert build.mode == "selftest"
+    sizes, policy = build.sizes, build.policy_sizes
+    assert sizes.flash == sizes.text + sizes.data and sizes.ram == sizes.data + sizes.bss
+    assert sizes.data == 0  # no C library: nothing initialised in RAM
+    assert sizes.bss >= 4096  # the reserved stack is part of the static RAM
+    # The weights are in flash: policy.o holds at least the parameters, the image holds policy.o.
+    assert policy.text >= export.manifest["parameter_bytes"]
+    assert policy.text < sizes.flash < policy.text + 8192
+    # The raw image covers the vector table up to the end of the constants.
+    assert abs(build.bin.stat().st_size - sizes.flash) < 64
+    assert not list(build.elf.parent.glob(".build-*"))  # the temporary build directory is gone
+
+
+def test_selftest_passes(board_builds):
+    assert qemu.run_selftest(board_builds["selftest"].elf, board_builds["board"]) == fw.SELFTEST_PASS
+
+
+def test_selftest_detects_corrupted_golden(board_builds):
+    assert qemu.run_selftest(board_builds["corrupted"].elf, board_builds["board"]) == fw.SELFTEST_MISMATCH
+
+
+def test_bench_counts_instructions(board_builds):
+    res = qemu.run_bench(board_builds["bench"].elf, board_builds["board"])
+    macs = board_builds["export"].manifest["macs"]
+    assert res.golden_status == 0 and res.runs == 8
+    assert res.tick_hz == {"mps2-an386": 25_000_000, "netduinoplus2": 168_000_000}[res.board]
+    # SysTick follows the icount clock: the 200k-instruction calibration loop matches 1e9 / tick_hz per tick.
+    assert res.measured_instructions_per_tick == pytest.approx(res.instructions_per_tick, rel=0.01)
+    # A dense MLP needs a few instructions per multiply-accumulate (loads, multiply, add, loop).
+    assert 2 * macs < res.instructions_per_inference < 10 * macs
+    assert res.instructions_per_inference == pytest.approx(res.ticks_per_inference * 1e9 / res.tick_hz)
+
+
+def test_fault_and_eval_error_exit_statuses(tmp_path):
+    require_tools(*TOOLS)
+    board = "mps2-an386"
+    trap = _tiny_policy(tmp_path / "trap", "    (void)obs; (void)actions;\n    __builtin_trap();")
+    failing = _tiny_policy(tmp_path / "fail", "    (void)obs; (void)actions;\n    return 1;")
+    exact = _tiny_policy(tmp_path / "exact", "    actions[0] = obs[0] + obs[1];\n    return 0;")
+    # UDF -> UsageFault escalated to HardFault -> the fault handler exits with 3.
+    assert qemu.run_selftest(build_firmware(trap, board, tmp_path / "b1", "selftest").elf, board) == fw.FAULT_EXIT
+    status = qemu.run_selftest(build_firmware(failing, board, tmp_path / "b2", "selftest").elf, board)
+    assert status == fw.SELFTEST_EVAL_ERROR
+    assert qemu.run_selftest(build_firmware(exact, board, tmp_path / "b3", "selftest").elf, board) == fw.SELFTEST_PASS
+
+
+def test_build_errors(tmp_path, monkeypatch):
+    require_tools("arm-none-eabi-gcc")
+    good = _tiny_policy(tmp_path / "good", "    actions[0] = obs[0] + obs[1];\n    return 0;")
+    with pytest.raises(FirmwareError, match="unknown board 'stm32'.*mps2-an386.*netduinoplus2"):
+        build_firmware(good, "stm32", tmp_path / "out")
+    with pytest.raises(FirmwareError, match="unknown firmware mode"):
+        build_firmware(good, "mps2-an386", tmp_path / "out", mode="fast")
+    with pytest.raises(FirmwareError, match="lacks policy.h, policy.c"):
+        build_firmware(tmp_path / "empty", "mps2-an386", tmp_path / "out")
+    broken = _tiny_policy(tmp_path / "broken", "    return obs[0] +;")
+    with pytest.raises(FirmwareError, match=r"compiling policy.c failed(.|\n)*error: expected expression"):
+        build_firmware(broken, "mps2-an386", tmp_path / "out")
+    assert not (tmp_path / "out" / "firmware.elf").exists()  # nothing half-built is left behind
+    assert not list((tmp_path / "out").glob(".build-*"))
+    # A policy that warns is fine (generated code), but the firmware's own files build with -Werror.
+    warns = _tiny_policy(tmp_path / "warns", "    int unused;\n    actions[0] = obs[0];\n    return 0;")
+    assert build_firmware(warns, "mps2-an386", tmp_path / "out").elf.is_file()
+    monkeypatch.setattr(fw.shutil, "which", lambda name: None)
+    with pytest.raises(FirmwareError, match="make mcu-deps"):
+        build_firmware(good, "mps2-an386", tmp_path / "out2")
+    monkeypatch.setattr(qemu.shutil, "which", lambda name: None)
+    with pytest.raises(qemu.QemuError, match="qemu-system-arm not found.*make mcu-deps"):
+        qemu.run_selftest(tmp_path / "out" / "firmware.elf", "mps2-an386")

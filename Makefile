@@ -12,7 +12,7 @@ PACKAGING := setup.py setup.cfg pyproject.toml package.xml
 .DEFAULT_GOAL := help
 # A recipe that fails leaves no half-made target (venv marker, install stamp) behind.
 .DELETE_ON_ERROR:
-.PHONY: help venv install test test-slow lint demo bench bench-deps clean
+.PHONY: help venv install mcu-deps test test-slow lint demo bench bench-deps clean
 # apt-get as root directly, otherwise through sudo.
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -33,11 +33,22 @@ $(STAMP): $(VENV)/pyvenv.cfg $(PACKAGING)
 
 install: $(STAMP) ## Install torch (CPU) and the package in editable mode with the dev extras
 
-test: install ## Run the fast test suite
+# Cross compiler, newlib and QEMU for the firmware tests. --no-install-recommends: the recommends pull
+# ~1.5 GB (libstdc++ for ARM, QEMU GUI/EFI blobs) that nothing here uses.
+MCU_APT := gcc libc6-dev gcc-arm-none-eabi libnewlib-arm-none-eabi binutils-arm-none-eabi qemu-system-arm
+
+mcu-deps: ## Install the ARM toolchain and QEMU (apt) when missing; firmware tests skip locally without them
+	@if ! command -v dpkg >/dev/null 2>&1; then \
+		echo "warning: no dpkg; install $(MCU_APT) by hand for the firmware tests" >&2; exit 0; fi; \
+	missing=""; for p in $(MCU_APT); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then echo "installing:$$missing"; $(SUDO) apt-get update && \
+		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends $$missing; fi
+
+test: install mcu-deps ## Run the fast test suite
 	@$(BIN)/python -m pytest $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no tests" >&2; fi; exit $$rc
 
-test-slow: install ## Run the slow tests (learning, emulators)
+test-slow: install mcu-deps ## Run the slow tests (learning, emulators)
 	@$(BIN)/python -m pytest -m slow $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no slow tests" >&2; fi; exit $$rc
 
@@ -51,7 +62,7 @@ bench-deps: ## System packages the peers need (OpenBLAS, so the RLtools peer lin
 	@dpkg -s libopenblas-dev >/dev/null 2>&1 || { $(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends libopenblas-dev; }
 
-bench: install bench-deps ## Run every benchmark in benchmarks/ (each prints a comparison table)
+bench: install bench-deps mcu-deps ## Run every benchmark in benchmarks/ (each prints a comparison table)
 	@set -e; found=0; for f in benchmarks/*.py; do \
 		case "$$(basename "$$f")" in _*) continue;; esac; \
 		[ -f "$$f" ] || continue; found=1; \

@@ -80,14 +80,15 @@ INSTALL_REQUIRES = [
     "gymnasium>=1.0",
     "matplotlib>=3.7",
     "pyyaml>=6.0",
+    "pyserial>=3.5",  # sim2real hil: the serial link to a microcontroller (real port or QEMU socket)
 ]
 
 EXTRAS_REQUIRE = {
     "mujoco": ["mujoco>=3.1", "gymnasium[mujoco]>=1.0"],
     "pybullet": ["pybullet>=3.2.6"],
     "ros2": ["cyclonedds>=0.10.5", "mcap>=1.1", "mcap-ros2-support>=0.5", "rosbags>=0.9.20"],
-    "mcu": ["pyserial>=3.5", "emlearn>=0.20"],
-    "dev": ["pytest>=8", "ruff>=0.6", "stable-baselines3>=2.3", "rltools"],
+    "mcu": ["emlearn>=0.20"],
+    "dev": ["pytest>=8", "ruff>=0.6", "stable-baselines3>=2.3", "rltools", "emlearn>=0.20"],
 }
 EXTRAS_REQUIRE["all"] = sorted({req for reqs in EXTRAS_REQUIRE.values() for req in reqs})
 

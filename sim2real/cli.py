@@ -21,6 +21,9 @@ EXAMPLES = """examples:
   sim2real train quadrotor-hover --resume runs/quadrotor-hover/20261121-101500_sac_s0
   sim2real export onnx runs/quadrotor-hover/20261121-101500_sac_s0
   sim2real export c runs/quadrotor-hover/20261121-101500_sac_s0 --target cortex-m4
+  sim2real export firmware runs/quadrotor-hover/20261121-101500_sac_s0 --board netduinoplus2 --verify
+  sim2real hil runs/quadrotor-hover/20261121-101500_sac_s0 --qemu netduinoplus2
+  sim2real hil runs/quadrotor-hover/20261121-101500_sac_s0 --port /dev/ttyACM0
   sim2real eval runs/quadrotor-hover/20261121-101500_sac_s0 --episodes 200
   sim2real demo
 """
@@ -29,7 +32,8 @@ EXAMPLES = """examples:
 def _build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="sim2real",
-        description="Train control policies in batched simulators, export them (ONNX), evaluate them.",
+        description="Train control policies in batched simulators, export them (ONNX, C, firmware), evaluate them "
+        "in simulation and hardware-in-the-loop.",
         epilog=EXAMPLES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -111,6 +115,48 @@ def _build_parser() -> argparse.ArgumentParser:
                    help="force fused multiply-add on or off (default: the target's choice)")
     c.add_argument("--check-samples", type=int, default=1000,
                    help="random observations for the host check against onnxruntime (0 skips it; default 1000)")
+
+    f = xs.add_parser(
+        "firmware",
+        help="policy -> C -> firmware image for a QEMU board / microcontroller (arm-none-eabi-gcc)",
+        description="Generate the C policy (cortex-m4 kernel) and build the firmware around it: startup code, "
+        "linker script, UART protocol (framed observation in / action out, ping, info, reset; CRC-16) and a main "
+        "loop that sleeps (wfi) while idle. Writes firmware.elf/.bin/.map and prints flash and RAM sizes. "
+        "--verify also builds the self-test image and runs it in QEMU (exit status = golden-pair result).",
+    )
+    f.add_argument("source", help="run directory (exported to ONNX first if needed) or policy.onnx")
+    f.add_argument("--board", required=True, choices=["netduinoplus2", "mps2-an386"],
+                   help="netduinoplus2 = STM32F405 (Crazyflie 2.x MCU); mps2-an386 = ARM Cortex-M4F board")
+    f.add_argument("--mode", choices=["serial", "selftest", "bench"], default="serial",
+                   help="serial: protocol loop (default); selftest: golden check as exit status; bench: timing")
+    f.add_argument("--int8", action="store_true", help="int8 weights (see `export c --int8`)")
+    f.add_argument("--out", default=None, help="output directory (default: <policy dir>/firmware_<board>)")
+    f.add_argument("--verify", action="store_true", help="also run the golden self-test in QEMU (qemu-system-arm)")
+
+    h = sub.add_parser(
+        "hil",
+        help="hardware-in-the-loop: simulate on the host, compute every action on the microcontroller",
+        description="Fly the quadrotor simulator on the host for --duration seconds while the device behind the "
+        "serial link computes every action (a real board on /dev/tty*, or QEMU via --qemu). Checks that the "
+        "device runs this policy (dimensions, model hash), compares each action with onnxruntime, falls back to "
+        "--safe-action when the device stays silent after the retries, and reports the hover figures, round-trip "
+        "times and link counters (hil.json, hil_trajectory.png). Exit status 0 = hover criterion met, 1 = not.",
+    )
+    h.add_argument("source", help="run directory or policy.onnx the device was flashed with")
+    where = h.add_mutually_exclusive_group(required=True)
+    where.add_argument("--port", help="pyserial port or URL: /dev/ttyACM0, socket://127.0.0.1:4321, ...")
+    where.add_argument("--qemu", metavar="BOARD", choices=["netduinoplus2", "mps2-an386"],
+                       help="build the firmware for BOARD and run it in QEMU (netduinoplus2 = STM32F405)")
+    h.add_argument("--duration", type=float, default=10.0, help="simulated flight in seconds (default 10)")
+    h.add_argument("--start", choices=["nominal", "hard"], default="nominal", help="start distribution")
+    h.add_argument("--seed", type=int, default=0, help="seed of the episode (default 0)")
+    h.add_argument("--baudrate", type=int, default=1_000_000, help="for real serial ports (default 1000000)")
+    h.add_argument("--timeout", type=float, default=0.5, help="seconds to wait for each reply (default 0.5)")
+    h.add_argument("--retries", type=int, default=2, help="attempts after a timeout or transient NAK (default 2)")
+    h.add_argument("--safe-action", type=float, default=-1.0,
+                   help="action of every motor when the device fails a tick (default -1 = idle)")
+    h.add_argument("--out", default=None, help="directory for hil.json and hil_trajectory.png (default: beside the policy)")
+    h.add_argument("--json", action="store_true", help="print the result as JSON")
 
     d = sub.add_parser(
         "demo",
@@ -197,20 +243,13 @@ def _resolve_policy(source: str) -> Path:
 
 def evaluate_policy_file(onnx_path: Path, episodes: int, seed: int, starts: tuple[str, ...], out: Path | None) -> dict:
     """Evaluate an exported hover policy; writes ``eval.json`` and ``trajectories.png`` into ``out``."""
-    from sim2real.eval import evaluate_hover, plot_trajectories, write_results
+    from sim2real.eval import evaluate_hover, hover_base_config, plot_trajectories, write_results
     from sim2real.firmware_export.onnx_export import OnnxPolicy
-    from sim2real.sim.tasks.hover import HoverConfig
-    from sim2real.utils import dataclass_from_dict
 
     if episodes < 1:
         raise ValueError(f"--episodes must be >= 1, got {episodes}")
     policy = OnnxPolicy(onnx_path)
-    meta = policy.metadata
-    if meta.get("task") != "quadrotor-hover":
-        raise ValueError(f"{onnx_path}: evaluation supports quadrotor-hover policies, this one is {meta.get('task')!r}")
-    base = dataclass_from_dict(HoverConfig, meta.get("env_config", {}))
-    if base.action_history * 4 + 18 != policy.obs_dim:
-        raise ValueError(f"{onnx_path}: obs_dim {policy.obs_dim} does not match action_history {base.action_history}")
+    base = hover_base_config(policy.metadata, policy.obs_dim, str(onnx_path))
     t0 = time.time()
     results, trajs = evaluate_hover(policy, episodes, seed, starts, base=base)
     results["meta"] = {"policy": str(onnx_path), "episodes": episodes, "seed": seed, "eval_time_s": round(time.time() - t0, 2)}
@@ -237,6 +276,8 @@ def cmd_export(args: argparse.Namespace) -> int:
 
     if args.format == "c":
         return cmd_export_c(args)
+    if args.format == "firmware":
+        return cmd_export_firmware(args)
 
     path = export_onnx(args.source, Path(args.out) if args.out else None, opset=args.opset, atol=args.atol)
     meta = read_metadata(path)
@@ -277,6 +318,75 @@ def cmd_export_c(args: argparse.Namespace) -> int:
     elif args.check_samples:
         print("  host build check skipped: no gcc on PATH")
     return 0
+
+
+def cmd_export_firmware(args: argparse.Namespace) -> int:
+    from sim2real.firmware_export.c_codegen import generate_c
+    from sim2real.firmware_export.firmware import build_firmware
+
+    onnx_path = _resolve_policy(args.source)
+    out = Path(args.out) if args.out else onnx_path.parent / f"firmware_{args.board}{'_int8' if args.int8 else ''}"
+    ex = generate_c(onnx_path, out / "c", target="cortex-m4", int8=args.int8)
+    fw = build_firmware(out / "c", args.board, out, mode=args.mode)
+    print(f"wrote {fw.elf} and {fw.bin} ({args.mode} firmware for {args.board}, model hash {ex.manifest['model_hash']})")
+    print(f"  image:  flash {fw.sizes.flash} B (text {fw.sizes.text}, data {fw.sizes.data}), "
+          f"RAM {fw.sizes.ram} B (bss {fw.sizes.bss}, 4 KB stack included)")
+    print(f"  policy: flash {fw.policy_sizes.flash} B, RAM {fw.policy_sizes.ram} B; {ex.manifest['macs']} multiply-adds")
+    if args.verify:
+        from sim2real.firmware_export.qemu import run_selftest
+
+        test = build_firmware(out / "c", args.board, out / "selftest", mode="selftest")
+        rc = run_selftest(test.elf, args.board)
+        print(f"  QEMU self-test on {args.board}: " + ("PASS (golden pair reproduced)" if rc == 0 else f"FAIL (exit {rc})"))
+        return 0 if rc == 0 else 1
+    return 0
+
+
+def cmd_hil(args: argparse.Namespace) -> int:
+    import contextlib
+    import tempfile
+
+    from sim2real.eval import plot_trajectories, write_results
+    from sim2real.firmware_export.hil import HILConfig, run_hil
+    from sim2real.firmware_export.serial_link import SerialLink
+
+    onnx_path = _resolve_policy(args.source)
+    cfg = HILConfig(duration_s=args.duration, start=args.start, seed=args.seed, safe_action=args.safe_action)
+    with contextlib.ExitStack() as stack:
+        url = args.port
+        if args.qemu:
+            from sim2real.firmware_export.c_codegen import generate_c
+            from sim2real.firmware_export.firmware import build_firmware
+            from sim2real.firmware_export.qemu import QemuSerial
+
+            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sim2real_hil_")))
+            generate_c(onnx_path, tmp / "c", target="cortex-m4")
+            fw = build_firmware(tmp / "c", args.qemu, tmp / "fw")
+            url = stack.enter_context(QemuSerial(fw.elf, args.qemu)).url
+            print(f"QEMU {args.qemu} running the firmware on {url} (flash {fw.sizes.flash} B, RAM {fw.sizes.ram} B)")
+        link = stack.enter_context(SerialLink(url, timeout=args.timeout, retries=args.retries, baudrate=args.baudrate))
+        link.wait_ready()
+        result = run_hil(link, onnx_path, cfg)
+        if args.qemu:
+            link.quit()
+    out = Path(args.out) if args.out else onnx_path.parent / "hil"
+    out.mkdir(parents=True, exist_ok=True)
+    data = {**result.to_json(), "policy": str(onnx_path), "port": args.port or f"qemu:{args.qemu}", "config": vars(cfg)}
+    write_results(data, out / "hil.json")
+    plot_trajectories({f"HIL {args.start}": result.traj}, out / "hil_trajectory.png")
+    if args.json:
+        print(json.dumps(data, indent=2))
+    else:
+        m, r = result.metrics, result.rtt_ms
+        print(f"HIL {result.ticks} ticks ({args.duration:g} s) on {result.device['board']}: left box "
+              f"{'yes' if m['left_box_fraction'] else 'no'}, mean |p| over last 2 s {m['pos_error_last2s_m']:.3f} m, "
+              f"fallbacks {result.fallbacks}")
+        print(f"  device vs onnxruntime max |diff| {result.max_abs_diff_vs_onnx:.2e}; device "
+              f"{result.device_ticks_mean:.0f} ticks/inference at {result.device_tick_hz / 1e6:g} MHz; round trip "
+              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; counters {result.counters}")
+        print(("PASS" if result.passed else "FAIL") + f" (criterion: stays in the box, error < 0.10 m, no fallback); "
+              f"wrote {out / 'hil.json'}, {out / 'hil_trajectory.png'}")
+    return 0 if result.passed else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -344,7 +454,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _build_parser().parse_args(argv)
     from sim2real.utils import CheckpointError
 
-    handlers = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "demo": cmd_demo}
+    handlers = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "hil": cmd_hil,
+                "demo": cmd_demo}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:

@@ -59,6 +59,22 @@ def rollout_hover(
             "dt": torch.tensor(cfg.dt)}  # fmt: skip
 
 
+def hover_base_config(meta: dict[str, Any], obs_dim: int, where: str = "policy") -> HoverConfig:
+    """The task config an exported hover policy was trained with (from its ONNX metadata), checked against it.
+
+    Raises:
+        ValueError: the policy is not a ``quadrotor-hover`` policy or its layout does not fit the config.
+    """
+    from sim2real.utils import dataclass_from_dict
+
+    if meta.get("task") != "quadrotor-hover":
+        raise ValueError(f"{where}: hover evaluation supports quadrotor-hover policies, this one is {meta.get('task')!r}")
+    base = dataclass_from_dict(HoverConfig, meta.get("env_config", {}))
+    if base.action_history * 4 + 18 != obs_dim:
+        raise ValueError(f"{where}: obs_dim {obs_dim} does not match action_history {base.action_history}")
+    return base
+
+
 def hover_metrics(traj: dict[str, torch.Tensor], box: float = 0.6, last_s: float = 2.0) -> dict[str, float]:
     """The figures of the module docstring from a :func:`rollout_hover` trajectory."""
     pos, tilt, act, dt = traj["pos"], traj["tilt"], traj["action"], float(traj["dt"])

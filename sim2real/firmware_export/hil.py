@@ -1,0 +1,140 @@
+"""Hardware-in-the-loop: the simulator runs on the host, the microcontroller computes every action.
+
+Each control tick the host sends the policy observation of the simulated quadrotor over the serial link
+(:mod:`sim2real.firmware_export.serial_link`), the device answers with the action and the device ticks it
+spent, and the simulator applies it. When the device stays silent or answers garbage beyond the link's
+retries, the tick falls back to the safe action (motors idle by default) and the counters say so. The same
+observation also goes through onnxruntime, so the run reports how far the device's actions are from the
+exported policy's, tick by tick. This is the check a user runs before flying the firmware.
+
+The figures and the pass criterion are those of the foundation's evaluation (:mod:`sim2real.eval`).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sim2real.eval import hover_base_config, hover_metrics, rollout_hover
+from sim2real.firmware_export.onnx_export import OnnxPolicy
+from sim2real.firmware_export.serial_link import LinkError, SerialLink
+
+
+class HILError(RuntimeError):
+    """The device does not run the policy it is meant to (dimensions or model hash differ) or is unusable."""
+
+
+@dataclass
+class HILConfig:
+    """One HIL run: ``duration_s`` of simulated flight from the ``start`` distribution (seeded)."""
+
+    duration_s: float = 10.0
+    start: str = "nominal"
+    seed: int = 0
+    safe_action: float = -1.0  # every motor command on fallback; -1 = idle (0 RPM) for the quadrotor
+    check_hash: bool = True  # refuse a device whose model hash differs from the ONNX file's
+
+
+@dataclass
+class HILResult:
+    """Figures of a HIL run (``metrics`` as :func:`sim2real.eval.hover_metrics`, plus the link's view)."""
+
+    metrics: dict[str, float]
+    passed: bool
+    ticks: int
+    fallbacks: int
+    max_abs_diff_vs_onnx: float
+    device_ticks_mean: float
+    device_tick_hz: int
+    rtt_ms: dict[str, float]
+    wall_s: float
+    counters: dict[str, Any]
+    device: dict[str, Any]
+    traj: dict[str, torch.Tensor] = field(repr=False, default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out.pop("traj")
+        return out
+
+
+class DevicePolicy:
+    """A :data:`sim2real.eval.PolicyFn` that asks the device for each row and records what happened.
+
+    ``policy(obs)`` maps ``(N, obs_dim)`` to ``(N, act_dim)``; a row whose exchange fails after the link's
+    retries gets ``safe_action`` in every component.
+    """
+
+    def __init__(self, link: SerialLink, reference: OnnxPolicy, safe_action: float) -> None:
+        self.link, self.reference, self.safe_action = link, reference, float(safe_action)
+        self.fallbacks, self.max_diff = 0, 0.0
+        self.rtts: list[float] = []
+        self.device_ticks: list[int] = []
+
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        x = obs.detach().to("cpu", torch.float32).numpy()
+        ref = self.reference(x)
+        out = np.empty_like(ref)
+        for i, row in enumerate(x):
+            t0 = time.perf_counter()
+            try:
+                reply = self.link.infer(row)
+            except LinkError:
+                self.fallbacks += 1
+                out[i] = self.safe_action
+                continue
+            self.rtts.append(time.perf_counter() - t0)
+            self.device_ticks.append(int(reply.ticks))
+            out[i] = reply.actions
+            self.max_diff = max(self.max_diff, float(np.abs(reply.actions - ref[i]).max()))
+        return torch.from_numpy(out)
+
+
+def _check_device(info: Any, meta: dict[str, Any], onnx_sha256: str, check_hash: bool) -> None:
+    if (info.obs_dim, info.act_dim) != (int(meta["obs_dim"]), int(meta["act_dim"])):
+        raise HILError(f"device runs a {info.obs_dim} -> {info.act_dim} policy, the ONNX file is "
+                       f"{meta['obs_dim']} -> {meta['act_dim']}: flash the firmware built from this policy")  # fmt: skip
+    if check_hash and info.model_hash != onnx_sha256[:16]:
+        raise HILError(f"device model hash {info.model_hash} differs from the policy's {onnx_sha256[:16]}: "
+                       "the firmware was built from another policy.onnx (or pass check_hash=False)")  # fmt: skip
+
+
+def run_hil(link: SerialLink, policy_path: str | Path, cfg: HILConfig | None = None) -> HILResult:
+    """Fly one simulated episode with every action computed by the device behind ``link``.
+
+    Raises:
+        HILError: the device's dimensions or model hash do not match ``policy_path``.
+        LinkError: the device does not answer the initial info request.
+    """
+    import hashlib
+
+    cfg = cfg or HILConfig()
+    if not cfg.duration_s > 0:
+        raise ValueError(f"duration_s must be > 0, got {cfg.duration_s}")
+    path = Path(policy_path)
+    reference = OnnxPolicy(path)
+    meta = reference.metadata
+    base = hover_base_config(meta, reference.obs_dim, str(path))
+    info = link.info()
+    _check_device(info, meta, hashlib.sha256(path.read_bytes()).hexdigest(), cfg.check_hash)
+    device = DevicePolicy(link, reference, cfg.safe_action)
+    t0 = time.perf_counter()
+    traj = rollout_hover(device, cfg.start, 1, cfg.seed, base, cfg.duration_s)
+    wall = time.perf_counter() - t0
+    metrics = hover_metrics(traj)
+    passed = metrics["left_box_fraction"] == 0.0 and metrics["pos_error_last2s_m"] < 0.10 and device.fallbacks == 0
+    rtt = np.array(device.rtts) * 1e3 if device.rtts else np.array([math.nan])
+    return HILResult(
+        metrics=metrics, passed=bool(passed), ticks=int(traj["action"].shape[0]), fallbacks=device.fallbacks,
+        max_abs_diff_vs_onnx=device.max_diff,
+        device_ticks_mean=float(np.mean(device.device_ticks)) if device.device_ticks else math.nan,
+        device_tick_hz=int(info.tick_hz),
+        rtt_ms={"p50": float(np.percentile(rtt, 50)), "p99": float(np.percentile(rtt, 99)), "max": float(rtt.max())},
+        wall_s=wall, counters=asdict(link.counters), device=asdict(info), traj=traj,
+    )  # fmt: skip

@@ -116,3 +116,54 @@ def test_argparse_errors_exit_2() -> None:
     out = subprocess.run([sys.executable, "-m", "sim2real.cli", "eval", "x", "--episodes", "many"], capture_output=True,
                          text=True)  # fmt: skip
     assert out.returncode == 2 and "invalid int" in out.stderr
+
+
+TRAINED = Path(__file__).parent / "data" / "quadrotor_hover.onnx"
+
+
+def test_export_c_writes_checked_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import require_tools
+
+    require_tools("gcc")
+    assert main(["export", "c", str(TRAINED), "--out", str(tmp_path), "--int8"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "policy.h").is_file() and (tmp_path / "policy.c").is_file()
+    assert "int8 accuracy loss" in out and "host build check: max |C - numpy int8 reference|" in out
+    manifest = json.loads((tmp_path / "export.json").read_text())
+    assert manifest["int8"] and manifest["macs"] == 13696
+
+
+def test_export_firmware_verifies_in_qemu(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import require_tools
+
+    require_tools("arm-none-eabi-gcc", "qemu-system-arm")
+    assert main(["export", "firmware", str(TRAINED), "--board", "netduinoplus2", "--out", str(tmp_path), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert (tmp_path / "firmware.elf").is_file() and (tmp_path / "firmware.bin").is_file()
+    assert "PASS (golden pair reproduced)" in out and "flash" in out and "RAM" in out
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["hil", str(TRAINED), "--port", "socket://127.0.0.1:1"], "cannot open"),
+        (["hil", "missing.onnx", "--port", "socket://127.0.0.1:1"], "no such run directory"),
+        (["export", "c", str(TRAINED), "--check-samples", "-1"], "--check-samples"),
+        (["export", "c", str(Path(__file__))], "expected a run directory or a .onnx file"),
+    ],
+)
+def test_mcu_commands_report_bad_input(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_hil_in_qemu_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from helpers import require_tools
+
+    require_tools("gcc", "arm-none-eabi-gcc", "qemu-system-arm")
+    argv = ["hil", str(TRAINED), "--qemu", "netduinoplus2", "--duration", "3", "--out", str(tmp_path), "--json"]
+    assert main(argv) == 0
+    printed = capsys.readouterr().out
+    result = json.loads(printed[printed.index("{"):])
+    assert result["passed"] and result["ticks"] == 300 and result["fallbacks"] == 0
+    assert json.loads((tmp_path / "hil.json").read_text())["ticks"] == 300 and (tmp_path / "hil_trajectory.png").is_file()

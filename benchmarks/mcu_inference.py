@@ -37,6 +37,7 @@ from sim2real.firmware_export.qemu import run_bench
 from sim2real.utils import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
+CLOSED_LOOP = ("sim2real f32", "sim2real int8")  # variants also flown in the simulator (host build of the C)
 
 
 def emlearn_policy(c_dir: Path, model) -> Path:
@@ -84,10 +85,25 @@ def host_error(c_dir: Path, model, reference: np.ndarray, x: np.ndarray, flags: 
     return float(np.abs(host(x) - reference).max())
 
 
+def closed_loop(c_dir: Path, model, policy_path: str, episodes: int) -> dict[str, float]:
+    """Hover figures (:func:`sim2real.eval.evaluate_hover`, nominal starts) with the host build of the C code."""
+    import torch
+
+    from sim2real.eval import evaluate_hover, hover_base_config
+
+    host = HostPolicy(c_dir, model.obs_dim, model.act_dim)
+    meta = OnnxPolicy(policy_path).metadata
+    base = hover_base_config(meta, model.obs_dim)
+    res, _ = evaluate_hover(lambda obs: torch.from_numpy(host(obs.numpy())), episodes, 0, ("nominal", "hard"), base)
+    return {"nominal_left_box": res["nominal"]["left_box_fraction"], "nominal_error_m": res["nominal"]["pos_error_last2s_m"],
+            "hard_left_box": res["hard"]["left_box_fraction"]}
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--policy", default=str(ROOT / "tests" / "data" / "quadrotor_hover.onnx"), help="policy.onnx")
     p.add_argument("--boards", nargs="+", default=["mps2-an386", "netduinoplus2"], help="QEMU boards")
+    p.add_argument("--episodes", type=int, default=200, help="closed-loop hover episodes per start (f32 and int8)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "mcu_inference.json"))
     args = p.parse_args()
     onnx = OnnxPolicy(args.policy)
@@ -112,6 +128,7 @@ def main() -> int:
                 libs = ("m", "c", "nosys")
             flags = ["-DPOLICY_USE_FMA"] if v["fma"] else []
             err = host_error(c_dir, model, ref, x, flags)
+            hover = closed_loop(c_dir, model, args.policy, args.episodes) if name in CLOSED_LOOP else None
             for board in args.boards:
                 t0 = time.time()
                 fw = build_firmware(c_dir, board, tmp / f"{c_dir.name}_{board}", mode="bench", libs=libs,
@@ -123,7 +140,7 @@ def main() -> int:
                     "policy_flash_bytes": fw.policy_sizes.flash, "image_flash_bytes": fw.sizes.flash,
                     "image_ram_bytes": fw.sizes.ram, "golden_ok": res.golden_status == 0,
                     "max_abs_diff_vs_onnxruntime": err, "us_at_168mhz_1ipc": res.instructions_per_inference / 168.0,
-                    "int8_error": ex.manifest["int8_error"], "seconds": round(time.time() - t0, 2),
+                    "int8_error": ex.manifest["int8_error"], "hover": hover, "seconds": round(time.time() - t0, 2),
                 })  # fmt: skip
                 print(f"{name:18s} {board:14s} {rows[-1]['instructions']:>8d} insns", file=sys.stderr)
     base = {r["board"]: r["instructions"] for r in rows if r["variant"] == "emlearn f32"}
@@ -137,6 +154,13 @@ def main() -> int:
         print(f"{r['variant']:18s} {r['board']:14s} {r['instructions']:>10d} {r['instructions_per_mac']:>9.2f} "
               f"{ratio:>9.2f}x {r['policy_flash_bytes']:>12d} {r['image_flash_bytes']:>11d} {r['image_ram_bytes']:>6d} "
               f"{'ok' if r['golden_ok'] else 'FAIL':>6s} {r['max_abs_diff_vs_onnxruntime']:>10.2e}")
+    print("\nclosed loop in the simulator (host build of the same C; nominal/hard starts, "
+          f"{args.episodes} episodes each):")
+    for r in rows:
+        if r["hover"] and r["board"] == args.boards[0]:
+            h = r["hover"]
+            print(f"  {r['variant']:14s} nominal: {h['nominal_left_box']:.1%} left the box, error "
+                  f"{h['nominal_error_m']:.3f} m; hard: {h['hard_left_box']:.1%} left")
     result = {"machine": f"{platform.machine()} {platform.processor() or ''}".strip(), "policy": args.policy,
               "qemu": "qemu-system-arm -icount shift=0 (1 instruction = 1 ns)", "rows": rows}  # fmt: skip
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")

@@ -137,3 +137,14 @@ def test_build_errors(tmp_path, monkeypatch):
     monkeypatch.setattr(qemu.shutil, "which", lambda name: None)
     with pytest.raises(qemu.QemuError, match="qemu-system-arm not found.*make mcu-deps"):
         qemu.run_selftest(tmp_path / "out" / "firmware.elf", "mps2-an386")
+
+
+@pytest.mark.parametrize("variant", [dict(target="cortex-m7"), dict(int8=True), dict(target="cortex-m4", fma=True)])
+def test_kernel_variants_pass_the_selftest_on_the_m4(tmp_path, variant):
+    """FMA (the cortex-m7 default, also valid on the M4F's FPU) and int8 kernels reproduce their golden pairs."""
+    from sim2real.firmware_export.c_codegen import generate_c
+
+    require_tools(*TOOLS)
+    generate_c(POLICY_ONNX, tmp_path / "c", **variant)
+    build = build_firmware(tmp_path / "c", "mps2-an386", tmp_path / "fw", "selftest")
+    assert qemu.run_selftest(build.elf, "mps2-an386") == fw.SELFTEST_PASS

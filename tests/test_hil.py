@@ -13,6 +13,7 @@ import torch
 from helpers import require_tools
 
 from sim2real.firmware_export.c_codegen import generate_c
+from sim2real.firmware_export.c_host import HostPolicy
 from sim2real.firmware_export.firmware import build_firmware
 from sim2real.firmware_export.hil import DevicePolicy, HILConfig, HILError, run_hil
 from sim2real.firmware_export.onnx_export import OnnxPolicy
@@ -24,12 +25,17 @@ BOARD = "netduinoplus2"  # STM32F405, the Crazyflie 2.x MCU
 
 
 @pytest.fixture(scope="module")
-def device(tmp_path_factory):
-    """The trained policy's firmware running in QEMU, with a connected link (shared by the module's tests)."""
+def c_dir(tmp_path_factory):
     require_tools("gcc", "arm-none-eabi-gcc", "qemu-system-arm")
-    tmp = tmp_path_factory.mktemp("hil")
-    generate_c(TRAINED, tmp / "c", target="cortex-m4")
-    fw = build_firmware(tmp / "c", BOARD, tmp / "fw")
+    out = tmp_path_factory.mktemp("hil") / "c"
+    generate_c(TRAINED, out, target="cortex-m4")
+    return out
+
+
+@pytest.fixture(scope="module")
+def device(c_dir):
+    """The trained policy's firmware running in QEMU, with a connected link (shared by the module's tests)."""
+    fw = build_firmware(c_dir, BOARD, c_dir.parent / "fw")
     with QemuSerial(fw.elf, BOARD) as qemu, SerialLink(qemu.url, timeout=0.5, retries=2) as link:
         link.wait_ready()
         yield link
@@ -84,3 +90,11 @@ def test_device_policy_matches_onnxruntime_row_by_row(device):
     policy = DevicePolicy(device, x, safe_action=-1.0)
     got = policy(obs).numpy()
     assert policy.fallbacks == 0 and np.abs(got - x(obs.numpy())).max() <= 1e-5
+
+
+def test_mcu_kernel_is_bit_identical_to_the_host_build(device, c_dir):
+    """The Cortex-M4F assembly kernel does the portable C loop's operations in the same order and rounding."""
+    host = HostPolicy(c_dir, 146, 4)
+    obs = np.random.default_rng(1).standard_normal((8, 146)).astype(np.float32)
+    got = np.stack([device.infer(row).actions for row in obs])
+    assert np.array_equal(got, host(obs))

@@ -288,3 +288,34 @@ def test_bench_frame_layout_matches_firmware():
     # qemu.run_bench unpacks 7 u32; main.c sends uint32_t report[7] (a cheap guard against drift).
     src = (Path(sl.__file__).parent / "firmware" / "main.c").read_text()
     assert "uint32_t report[7]" in src and struct.calcsize("<7I") == 28
+
+
+def test_real_tty_device_path(firmware, export, reference):
+    """The same client on a real serial device node: QEMU's UART on a pseudo-terminal (/dev/pts/N), opened by
+    pyserial's POSIX serial backend (termios, baud rate set) as it would open /dev/ttyACM0."""
+    import re
+    import select
+    import subprocess
+
+    from sim2real.firmware_export.qemu import qemu_command
+
+    proc = subprocess.Popen(qemu_command(firmware.elf, firmware.board, "pty"), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert select.select([proc.stdout], [], [], 10)[0], "QEMU printed no pty path within 10 s"
+        line = proc.stdout.readline()  # QEMU 7.2 prints "char device redirected to /dev/pts/N (label serial0)"
+        match = re.search(r"(/dev/pts/\d+)", line)
+        assert match, line
+        with SerialLink(match.group(1), timeout=1.0, retries=1, baudrate=1_000_000) as link:
+            assert link._ser.__class__.__name__ == "Serial"  # pyserial's real port class, not a URL handler
+            link.wait_ready()
+            assert link.info().model_hash == export.manifest["model_hash"]
+            obs = export.model.normalizer_samples(3, seed=9)
+            got = np.stack([link.infer(row).actions for row in obs])
+            assert np.abs(got - reference(obs)).max() <= 1e-5
+            link.quit()
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.wait()

@@ -90,6 +90,7 @@ EXTRAS_REQUIRE = {
     "mcu": ["emlearn>=0.20"],
     "dev": ["pytest>=8", "ruff>=0.6", "stable-baselines3>=2.3", "rltools", "emlearn>=0.20"],
 }
+EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["ros2"]  # the ROS 2 tests run on Cyclone DDS, rosbags and MCAP here
 EXTRAS_REQUIRE["all"] = sorted({req for reqs in EXTRAS_REQUIRE.values() for req in reqs})
 
 long_description, long_description_content_type = _readme()

@@ -155,6 +155,10 @@ def _build_parser() -> argparse.ArgumentParser:
     h.add_argument("--retries", type=int, default=2, help="attempts after a timeout or transient NAK (default 2)")
     h.add_argument("--safe-action", type=float, default=-1.0,
                    help="action of every motor when the device fails a tick (default -1 = idle)")
+    h.add_argument("--full-frames", action="store_true",
+                   help="send the whole observation every tick (591-byte OBS frames for the quadrotor) instead of "
+                   "compact OBS_STATE frames (79 bytes: the state only; the device keeps the 32-action history "
+                   "itself after one full frame per episode); for comparison or firmware of protocol version 1")
     h.add_argument("--out", default=None, help="directory for hil.json and hil_trajectory.png (default: beside the policy)")
     h.add_argument("--json", action="store_true", help="print the result as JSON")
 
@@ -351,7 +355,8 @@ def cmd_hil(args: argparse.Namespace) -> int:
     from sim2real.firmware_export.serial_link import SerialLink
 
     onnx_path = _resolve_policy(args.source)
-    cfg = HILConfig(duration_s=args.duration, start=args.start, seed=args.seed, safe_action=args.safe_action)
+    cfg = HILConfig(duration_s=args.duration, start=args.start, seed=args.seed, safe_action=args.safe_action,
+                    compact=not args.full_frames)
     with contextlib.ExitStack() as stack:
         url = args.port
         if args.qemu:
@@ -384,6 +389,8 @@ def cmd_hil(args: argparse.Namespace) -> int:
         print(f"  device vs onnxruntime max |diff| {result.max_abs_diff_vs_onnx:.2e}; device "
               f"{result.device_ticks_mean:.0f} ticks/inference at {result.device_tick_hz / 1e6:g} MHz; round trip "
               f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; counters {result.counters}")
+        print(f"  frames: {result.full_frames} full, {result.compact_frames} compact, {result.resyncs} resyncs; "
+              f"{result.bytes_sent_per_tick:.0f} bytes sent per tick; wall {result.wall_s:.1f} s")
         print(("PASS" if result.passed else "FAIL") + f" (criterion: stays in the box, error < 0.10 m, no fallback); "
               f"wrote {out / 'hil.json'}, {out / 'hil_trajectory.png'}")
     return 0 if result.passed else 1

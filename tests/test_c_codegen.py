@@ -11,7 +11,7 @@ import pytest
 import torch
 from helpers import require_tools
 
-from sim2real.firmware_export.c_codegen import CodegenError, generate_c, render
+from sim2real.firmware_export.c_codegen import CodegenError, generate_c, history_layout, render
 from sim2real.firmware_export.c_host import HostPolicy
 from sim2real.firmware_export.mlp_ir import Dense, MLPModel, UnsupportedGraph, mlp_from_onnx
 from sim2real.firmware_export.onnx_export import DeployedPolicy, OnnxPolicy, _export_graph
@@ -124,6 +124,27 @@ def test_generated_code_is_self_contained(tmp_path):
         assert key in header, key
     # weights are exact: every float literal in the file is a hex float
     assert "static const float w0[9344]" in code and re.search(r"-?0x1\.[0-9a-f]+p[+-]\d+f", code)
+
+
+def test_history_defines(tmp_path):
+    """The device-side action history: obs[18:146] of the trained policy (32 x 4 past actions)."""
+    ex = generate_c(TRAINED, tmp_path, target="cortex-m4")
+    header = ex.header.read_text()
+    assert "#define POLICY_HISTORY_OFFSET 18\n" in header and "#define POLICY_HISTORY_LEN 128\n" in header
+    assert (ex.manifest["history_offset"], ex.manifest["history_len"]) == (18, 128)
+    one = np.ones((4, 10), np.float32)
+
+    def layout(terms):
+        return history_layout(MLPModel(obs_dim=10, layers=[Dense(one, np.zeros(4, np.float32))],
+                                       metadata={"obs_layout": terms}))  # fmt: skip
+
+    assert layout([{"name": "state", "start": 0, "size": 2}, {"name": "action_history", "start": 2, "size": 8}]) == (2, 8)
+    assert layout([{"name": "action_history", "start": 1, "size": 8}]) == (10, 0)  # does not end the observation
+    assert layout([{"name": "action_history", "start": 4, "size": 6}]) == (10, 0)  # not whole actions
+    assert layout([{"name": "action_history", "start": 10, "size": 0}]) == (10, 0)
+    assert layout([]) == (10, 0)
+    h, _ = render(MLPModel(obs_dim=10, layers=[Dense(one, np.zeros(4, np.float32))]), np.zeros(10), np.zeros(4))
+    assert "#define POLICY_HISTORY_OFFSET 10\n" in h and "#define POLICY_HISTORY_LEN 0\n" in h
 
 
 def test_nan_observation_is_rejected(tmp_path):

@@ -166,4 +166,11 @@ def test_hil_in_qemu_from_the_command_line(tmp_path: Path, capsys: pytest.Captur
     printed = capsys.readouterr().out
     result = json.loads(printed[printed.index("{"):])
     assert result["passed"] and result["ticks"] == 300 and result["fallbacks"] == 0
+    assert (result["compact"], result["full_frames"], result["compact_frames"], result["resyncs"]) == (True, 1, 299, 0)
     assert json.loads((tmp_path / "hil.json").read_text())["ticks"] == 300 and (tmp_path / "hil_trajectory.png").is_file()
+    # --full-frames: the whole observation every tick (591 bytes per frame)
+    argv = ["hil", str(TRAINED), "--qemu", "netduinoplus2", "--duration", "0.3", "--out", str(tmp_path), "--full-frames"]
+    main(argv)  # 0.3 s is too short for the hover criterion: the exit status does not matter here
+    printed = capsys.readouterr().out
+    assert "frames: 30 full, 0 compact, 0 resyncs; 591 bytes sent per tick" in printed
+    assert json.loads((tmp_path / "hil.json").read_text())["config"]["compact"] is False

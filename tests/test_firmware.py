@@ -139,6 +139,28 @@ def test_build_errors(tmp_path, monkeypatch):
         qemu.run_selftest(tmp_path / "out" / "firmware.elf", "mps2-an386")
 
 
+def test_policy_without_history_serves_obs_state_as_a_full_obs(tmp_path):
+    """A policy.h without POLICY_HISTORY_* (hand-written, older generator): INFO reports no history and an
+    OBS_STATE carries the whole observation, served without a full OBS first (nothing to continue)."""
+    import numpy as np
+
+    from sim2real.firmware_export.serial_link import SerialLink
+
+    require_tools(*TOOLS)
+    exact = _tiny_policy(tmp_path / "exact", "    actions[0] = obs[0] + obs[1];\n    return 0;")
+    build = build_firmware(exact, "mps2-an386", tmp_path / "fw")
+    with qemu.QemuSerial(build.elf, "mps2-an386") as q, SerialLink(q.url, timeout=1.0, retries=0) as link:
+        link.wait_ready()
+        info = link.info()
+        assert (info.protocol_version, info.history_offset, info.history_len) == (2, 2, 0)
+        assert link.infer_state(np.array([1.0, 2.0], np.float32)).actions.tolist() == [3.0]
+        assert link.infer(np.array([0.5, 0.25], np.float32)).actions.tolist() == [0.75]
+        assert link.device_history is not None and link.device_history.size == 0
+        assert link.infer_state(np.array([4.0, 8.0], np.float32)).actions.tolist() == [12.0]
+        link.quit()
+        assert q.wait(5) == 0
+
+
 @pytest.mark.parametrize("variant", [dict(target="cortex-m7"), dict(int8=True), dict(target="cortex-m4", fma=True)])
 def test_kernel_variants_pass_the_selftest_on_the_m4(tmp_path, variant):
     """FMA (the cortex-m7 default, also valid on the M4F's FPU) and int8 kernels reproduce their golden pairs."""

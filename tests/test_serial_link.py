@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from helpers import require_tools
+from helpers import FakeDevice, info_payload, require_tools
 
 from sim2real.firmware_export import serial_link as sl
 from sim2real.firmware_export.serial_link import FrameDecoder, LinkError, LinkNak, LinkTimeout, SerialLink
@@ -113,6 +113,57 @@ def test_device_that_answers_wrongly_or_disconnects():
     assert c.stale_replies == 1 and c.naks == {3: 1} and c.bytes_discarded == 2 and c.frames_received == 2
 
 
+def _act_frame(seq: int, actions=(0.0, 0.0, 0.0, 0.0)) -> bytes:
+    return sl.encode_frame(sl.MSG_ACT, seq, struct.pack("<I4f", 7, *actions))
+
+
+def test_obs_state_is_never_retried_and_forgets_the_history():
+    """OBS_STATE is not idempotent: one attempt whatever ``retries`` says, for a timeout and a NAK 1 alike;
+    the full OBS stays retried (here its first attempt is lost)."""
+    seen = {"obs": 0, "state": 0}
+
+    def device(frame):
+        if frame.type == sl.MSG_INFO:
+            return sl.encode_frame(sl.MSG_INFO_REPLY, frame.seq, info_payload())
+        if frame.type == sl.MSG_OBS:
+            seen["obs"] += 1
+            return None if seen["obs"] == 1 else _act_frame(frame.seq, (0.5, -0.5, 0.25, 1.0))
+        seen["state"] += 1  # the 1st OBS_STATE: no answer; the 2nd: NAK 1 (bad CRC); the 3rd: ACT
+        if seen["state"] == 2:
+            return sl.encode_frame(sl.MSG_NAK, frame.seq, bytes([sl.NAK_BAD_CRC, frame.type]))
+        return None if seen["state"] == 1 else _act_frame(frame.seq, (1.0, 1.0, 1.0, -1.0))
+
+    with FakeDevice(device) as fake, SerialLink(fake.url, timeout=0.1, retries=2) as link:
+        assert link.device_history is None
+        obs = np.arange(146, dtype=np.float32)
+        link.infer(obs)  # lost once, then answered
+        assert (link.counters.timeouts, link.counters.retries) == (1, 1)
+        want = np.concatenate((obs[22:], [0.5, -0.5, 0.25, 1.0])).astype(np.float32)
+        assert np.array_equal(link.device_history, want)
+        with pytest.raises(LinkTimeout, match="after 1 attempts"):
+            link.infer_state(obs[:18])
+        assert link.device_history is None  # the device may or may not have shifted its history
+        assert (link.counters.timeouts, link.counters.retries) == (2, 1)
+        with pytest.raises(LinkNak) as exc:
+            link.infer_state(obs[:18])
+        assert exc.value.code == sl.NAK_BAD_CRC and link.counters.retries == 1
+        reply = link.infer_state(obs[:18])  # served; the host no longer knows the device's history
+        assert np.array_equal(reply.actions, [1.0, 1.0, 1.0, -1.0]) and link.device_history is None
+        with pytest.raises(ValueError, match=r"state must have shape \(18,\)"):
+            link.infer_state(obs)
+    assert [f.type for f in fake.requests].count(sl.MSG_OBS_STATE) == 3
+
+
+def test_info_of_a_version_1_device_and_a_bad_history():
+    replies = iter([info_payload(version=1, history=None), info_payload(history=(18, 126))])
+    with FakeDevice(lambda f: sl.encode_frame(sl.MSG_INFO_REPLY, f.seq, next(replies))) as fake, \
+            SerialLink(fake.url, timeout=0.5, retries=0) as link:
+        info = link.info()
+        assert (info.protocol_version, info.history_offset, info.history_len) == (1, 146, 0)
+        with pytest.raises(LinkError, match="does not end an observation"):
+            link.info()
+
+
 def test_unreachable_port_is_a_link_error():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -174,6 +225,7 @@ def test_ping_and_info(device, firmware, export):
     assert info.model_hash == export.manifest["model_hash"] and len(info.model_hash) == 16
     assert info.board == firmware.board and info.tick_hz == TICK_HZ[firmware.board]
     assert info.golden_ok and info.protocol_version == sl.PROTOCOL_VERSION and info.max_payload == sl.MAX_PAYLOAD
+    assert sl.PROTOCOL_VERSION == 2 and (info.history_offset, info.history_len) == (18, 128)
 
 
 def test_infer_matches_onnxruntime(device, export, reference):
@@ -188,6 +240,53 @@ def test_infer_matches_onnxruntime(device, export, reference):
         assert 2 * export.model.macs < insns < 10 * export.model.macs
     reply64 = device.infer(obs[0].astype(np.float64))  # other float dtypes are sent as float32
     np.testing.assert_allclose(reply64.actions, expected[0], rtol=0, atol=1e-5)
+
+
+def test_compact_frames_give_the_full_frames_actions(device, export, reference):
+    """50 ticks of a hand-made episode, once with a full OBS every tick, once with a full OBS then OBS_STATE
+    frames: the device-side history must equal the host's, so the actions are bit-identical."""
+    states = export.model.normalizer_samples(50, seed=21)[:, :18]
+    start = export.model.normalizer_samples(1, seed=22)[0, 18:]
+
+    def episode(compact: bool) -> np.ndarray:
+        history, acts = start.copy(), []
+        for t, state in enumerate(states):
+            obs = np.concatenate((state, history))
+            reply = device.infer_state(state) if compact and t else device.infer(obs)
+            np.testing.assert_allclose(reply.actions, reference(obs[None])[0], rtol=0, atol=1e-5)
+            history = np.concatenate((history[4:], reply.actions))  # the simulator's cat(history[1:], action)
+            assert np.array_equal(device.device_history, history)
+            acts.append(reply.actions)
+        return np.stack(acts)
+
+    full_sent = device.counters.bytes_sent
+    full = episode(compact=False)
+    compact_sent = device.counters.bytes_sent
+    compact = episode(compact=True)
+    assert np.array_equal(compact, full)
+    assert device.counters.bytes_sent - compact_sent == 591 + 49 * 79 and compact_sent - full_sent == 50 * 591
+
+
+def test_obs_state_naks(device, export):
+    state = export.model.normalizer_samples(2, seed=23)[:, :18]
+    obs = export.model.normalizer_samples(1, seed=24)[0]
+    for n in (17, 19, 146):  # OBS_STATE carries exactly history_offset floats
+        with pytest.raises(LinkNak) as exc:
+            device.request(sl.MSG_OBS_STATE, bytes(4 * n))
+        assert exc.value.code == sl.NAK_BAD_SIZE and exc.value.request_type == sl.MSG_OBS_STATE
+    bad = obs.copy()
+    bad[100] = np.nan  # a rejected full OBS leaves no history to continue ...
+    with pytest.raises(LinkNak, match="NAK 5"):
+        device.infer(bad)
+    with pytest.raises(LinkNak, match=r"NAK 6 \(no history: send a full OBS first\)") as exc:
+        device.infer_state(state[0])
+    assert exc.value.code == sl.NAK_NO_HISTORY
+    device.infer(obs)  # ... until a full OBS succeeds
+    history = device.device_history
+    with pytest.raises(LinkNak, match="NAK 5"):  # a rejected OBS_STATE leaves the history as it was
+        device.infer_state(np.full(18, np.inf, np.float32))
+    compact = device.infer_state(state[1]).actions
+    assert np.array_equal(compact, device.infer(np.concatenate((state[1], history))).actions)
 
 
 def test_obs_is_validated_on_the_host(device):
@@ -268,9 +367,16 @@ def test_reset_then_ping(firmware):
 
     with QemuSerial(firmware.elf, firmware.board) as q, SerialLink(q.url, timeout=1.0) as link:
         link.wait_ready()
+        with pytest.raises(LinkNak, match="NAK 6"):  # no history at boot; NAK 6 is not retried
+            link.infer_state(np.zeros(18, np.float32))
+        assert link.counters.retries == 0
         link.infer(np.zeros(146, np.float32))
+        link.infer_state(np.zeros(18, np.float32))
         link.reset()  # ACK, AIRCR reset, then a PING is answered by the rebooted firmware
         assert link.ping() < 1.0 and link.info().golden_ok
+        assert link.device_history is None
+        with pytest.raises(LinkNak, match="NAK 6"):  # the reset forgot the history
+            link.infer_state(np.zeros(18, np.float32))
         assert q.returncode is None
 
 

@@ -8,6 +8,9 @@ directory holding a generated ``policy.h`` + ``policy.c`` with this contract:
   literal, 16 hex characters) and ``POLICY_GOLDEN_ATOL`` (float literal), and declares
   ``const float policy_golden_obs[POLICY_OBS_DIM]``, ``const float policy_golden_act[POLICY_ACT_DIM]`` and
   ``int policy_eval(const float *obs, float *actions)`` (0 on success, nonzero for a NaN/Inf observation).
+  Optionally ``POLICY_HISTORY_OFFSET`` and ``POLICY_HISTORY_LEN``: the observation ends with that many floats
+  of the policy's own past actions, which the serial firmware keeps itself (OBS_STATE frames); without them
+  (or with length 0) there is no such history.
 * ``policy.c`` defines them without libc or libm.
 
 Three firmware modes: ``serial`` serves the framed protocol of :mod:`.serial_link` on the board's UART,

@@ -7,6 +7,17 @@ retries, the tick falls back to the safe action (motors idle by default) and the
 observation also goes through onnxruntime, so the run reports how far the device's actions are from the
 exported policy's, tick by tick. This is the check a user runs before flying the firmware.
 
+Compact frames (default): 128 of the quadrotor policy's 146 observation floats are its own last 32 actions,
+which the device already knows. After one full OBS the device keeps that history and appends every action it
+returns, so the following ticks send only the 18-float state (OBS_STATE: 79 bytes instead of 591 per tick,
+which is what makes 100 Hz possible on a 115200-baud UART). The host sends a compact frame only when the
+device's history, as the link has tracked it, equals the observation's history bit for bit, i.e. on every tick
+after the first of an episode; any failure, fallback or reset of the simulator makes the next tick send a full
+OBS. An OBS_STATE is never resent (a lost reply would shift the device's history twice): when one fails the
+tick is retried at once with a full OBS (a *resync*), and only if that fails too does the safe action apply.
+onnxruntime still evaluates the FULL observation every tick, so the reported difference also proves that the
+device-side history equals the simulator's.
+
 The figures and the pass criterion are those of the foundation's evaluation (:mod:`sim2real.eval`).
 """
 
@@ -23,7 +34,7 @@ import torch
 
 from sim2real.eval import hover_base_config, hover_metrics, rollout_hover
 from sim2real.firmware_export.onnx_export import OnnxPolicy
-from sim2real.firmware_export.serial_link import LinkError, SerialLink
+from sim2real.firmware_export.serial_link import InferReply, LinkError, SerialLink
 
 
 class HILError(RuntimeError):
@@ -39,16 +50,27 @@ class HILConfig:
     seed: int = 0
     safe_action: float = -1.0  # every motor command on fallback; -1 = idle (0 RPM) for the quadrotor
     check_hash: bool = True  # refuse a device whose model hash differs from the ONNX file's
+    compact: bool = True  # OBS_STATE frames with the device-side action history (False: a full OBS every tick)
 
 
 @dataclass
 class HILResult:
-    """Figures of a HIL run (``metrics`` as :func:`sim2real.eval.hover_metrics`, plus the link's view)."""
+    """Figures of a HIL run (``metrics`` as :func:`sim2real.eval.hover_metrics`, plus the link's view).
+
+    ``full_frames``/``compact_frames`` count the OBS and OBS_STATE exchanges started (link retries not
+    counted), ``resyncs`` the failed OBS_STATE exchanges repaired by a full OBS in the same tick,
+    ``bytes_sent_per_tick`` everything written to the link during the flight over ``ticks``.
+    """
 
     metrics: dict[str, float]
     passed: bool
     ticks: int
     fallbacks: int
+    compact: bool
+    full_frames: int
+    compact_frames: int
+    resyncs: int
+    bytes_sent_per_tick: float
     max_abs_diff_vs_onnx: float
     device_ticks_mean: float
     device_tick_hz: int
@@ -69,23 +91,68 @@ class DevicePolicy:
 
     ``policy(obs)`` maps ``(N, obs_dim)`` to ``(N, act_dim)``; a row whose exchange fails after the link's
     retries gets ``safe_action`` in every component.
+
+    With ``compact``, a row goes as an OBS_STATE (``obs[:history_offset]``) when the device holds exactly the
+    row's history (:attr:`.SerialLink.device_history`): never on the first call (the episode's first tick),
+    nor after a failed exchange, a fallback or an environment reset, nor for the second of two rows (the
+    device keeps one history). Otherwise, and for a device without history, it goes as a full OBS.
+
+    Attributes:
+        fallbacks: rows that got the safe action.
+        full_frames, compact_frames: OBS and OBS_STATE exchanges started.
+        resyncs: OBS_STATE exchanges that failed and were replaced by a full OBS in the same tick.
+        max_diff: largest ``|device - onnxruntime|`` over the actions, onnxruntime on the full observation.
+        rtts: seconds per row the device answered (a resync's includes the failed OBS_STATE).
+        device_ticks: device clock ticks of each answered inference.
     """
 
-    def __init__(self, link: SerialLink, reference: OnnxPolicy, safe_action: float) -> None:
+    def __init__(self, link: SerialLink, reference: OnnxPolicy, safe_action: float, compact: bool = True) -> None:
         self.link, self.reference, self.safe_action = link, reference, float(safe_action)
+        self.compact = compact
         self.fallbacks, self.max_diff = 0, 0.0
+        self.full_frames = self.compact_frames = self.resyncs = 0
         self.rtts: list[float] = []
         self.device_ticks: list[int] = []
+        self._started = False
+
+    def reset(self) -> None:
+        """Start a new episode: the next row goes as a full OBS whatever the device holds."""
+        self._started = False
+
+    def _compact_ok(self, row: np.ndarray) -> bool:
+        """Whether ``row`` ``(obs_dim,)`` can go as OBS_STATE: the device holds exactly its history."""
+        history = self.link.device_history  # None: unknown (nothing sent yet, a failure, a device reset)
+        if not (self.compact and self._started) or history is None or history.size == 0:
+            return False
+        return bool(np.array_equal(history, row[self.link.cached_info().history_offset :]))
+
+    def _exchange(self, row: np.ndarray) -> InferReply:
+        """The device's answer for ``row`` ``(obs_dim,)`` float32: compact if possible, else (or on failure) full.
+
+        Raises:
+            LinkError: the full OBS failed too.
+        """
+        if self._compact_ok(row):
+            self.compact_frames += 1
+            try:
+                return self.link.infer_state(row[: self.link.cached_info().history_offset])
+            except LinkError:
+                self.resyncs += 1  # the device's history is unknown now: the full OBS below restarts it
+        self.full_frames += 1
+        return self.link.infer(row)
 
     def __call__(self, obs: torch.Tensor) -> torch.Tensor:
         x = obs.detach().to("cpu", torch.float32).numpy()
-        ref = self.reference(x)
+        ref = self.reference(x)  # always on the full observation
         out = np.empty_like(ref)
         for i, row in enumerate(x):
             t0 = time.perf_counter()
             try:
-                reply = self.link.infer(row)
+                reply: InferReply | None = self._exchange(row)
             except LinkError:
+                reply = None
+            self._started = True
+            if reply is None:
                 self.fallbacks += 1
                 out[i] = self.safe_action
                 continue
@@ -103,6 +170,11 @@ def _check_device(info: Any, meta: dict[str, Any], onnx_sha256: str, check_hash:
     if check_hash and info.model_hash != onnx_sha256[:16]:
         raise HILError(f"device model hash {info.model_hash} differs from the policy's {onnx_sha256[:16]}: "
                        "the firmware was built from another policy.onnx (or pass check_hash=False)")  # fmt: skip
+    if info.history_len:  # the device's history must be where the simulator writes the actions
+        term = next((t for t in meta.get("obs_layout", []) if t.get("name") == "action_history"), {})
+        if (term.get("start"), term.get("size")) != (info.history_offset, info.history_len):
+            raise HILError(f"device keeps the action history in obs[{info.history_offset}:{info.obs_dim}], the "
+                           f"policy's layout says {term or 'none'}: the firmware was built from another policy")
 
 
 def run_hil(link: SerialLink, policy_path: str | Path, cfg: HILConfig | None = None) -> HILResult:
@@ -123,15 +195,19 @@ def run_hil(link: SerialLink, policy_path: str | Path, cfg: HILConfig | None = N
     base = hover_base_config(meta, reference.obs_dim, str(path))
     info = link.info()
     _check_device(info, meta, hashlib.sha256(path.read_bytes()).hexdigest(), cfg.check_hash)
-    device = DevicePolicy(link, reference, cfg.safe_action)
+    device = DevicePolicy(link, reference, cfg.safe_action, compact=cfg.compact)
+    sent0 = link.counters.bytes_sent
     t0 = time.perf_counter()
     traj = rollout_hover(device, cfg.start, 1, cfg.seed, base, cfg.duration_s)
     wall = time.perf_counter() - t0
+    ticks = int(traj["action"].shape[0])
     metrics = hover_metrics(traj)
     passed = metrics["left_box_fraction"] == 0.0 and metrics["pos_error_last2s_m"] < 0.10 and device.fallbacks == 0
     rtt = np.array(device.rtts) * 1e3 if device.rtts else np.array([math.nan])
     return HILResult(
-        metrics=metrics, passed=bool(passed), ticks=int(traj["action"].shape[0]), fallbacks=device.fallbacks,
+        metrics=metrics, passed=bool(passed), ticks=ticks, fallbacks=device.fallbacks, compact=cfg.compact,
+        full_frames=device.full_frames, compact_frames=device.compact_frames, resyncs=device.resyncs,
+        bytes_sent_per_tick=(link.counters.bytes_sent - sent0) / max(ticks, 1),
         max_abs_diff_vs_onnx=device.max_diff,
         device_ticks_mean=float(np.mean(device.device_ticks)) if device.device_ticks else math.nan,
         device_tick_hz=int(info.tick_hz),

@@ -1,35 +1,49 @@
 """Host side of the policy firmware's framed serial protocol (pyserial: real ports and ``socket://`` URLs).
 
-Frame, both directions, integers little-endian::
+Frame, both directions, integers little-endian (codec in :mod:`.frames`, re-exported here)::
 
     0xA5 | type u8 | seq u8 | len u16 | payload[len] | crc u16
 
 ``crc`` is CRC-16/CCITT-FALSE (polynomial 0x1021, initial value 0xFFFF, no reflection, no final XOR; "123456789"
 -> 0x29B1) over ``type``, ``seq``, ``len`` and the payload. ``len`` <= 1024. A reply echoes its request's ``seq``.
 
-=========  =======================================  ==========================================================
-request    payload                                  reply
-=========  =======================================  ==========================================================
-OBS 0x01   float32[obs_dim]                         ACT 0x81: u32 device ticks of the inference, float32[act]
-PING 0x02  any bytes                                PONG 0x82: the same bytes
-INFO 0x03  empty                                    INFO 0x83: see below
-RESET 0x04 empty                                    ACK 0x84 (empty), then the MCU resets (AIRCR)
-QUIT 0x7F  empty                                    ACK 0x84, then the firmware's main returns 0 (QEMU exits 0)
-=========  =======================================  ==========================================================
+==============  ===========================  ==========================================================
+request         payload                      reply
+==============  ===========================  ==========================================================
+OBS 0x01        float32[obs_dim]             ACT 0x81: u32 device ticks of the inference, float32[act]
+OBS_STATE 0x05  float32[history_offset]      ACT 0x81, the rest of the observation from the device
+PING 0x02       any bytes                    PONG 0x82: the same bytes
+INFO 0x03       empty                        INFO 0x83: see below
+RESET 0x04      empty                        ACK 0x84 (empty), then the MCU resets (AIRCR)
+QUIT 0x7F       empty                        ACK 0x84, then the firmware's main returns 0 (QEMU exits 0)
+==============  ===========================  ==========================================================
 
 INFO reply payload: ``obs_dim u16 | act_dim u16 | tick_hz u32 | golden u8 | protocol version u8 |
-max payload u16 | board name length u8 | board name | model hash length u8 | model hash`` (ASCII strings;
-``golden`` is the firmware's self-test at boot: 0 pass, 1 mismatch, 2 policy_eval error).
+max payload u16 | board name length u8 | board name | model hash length u8 | model hash | history_offset u16 |
+history_len u16`` (ASCII strings; ``golden`` is the firmware's self-test at boot: 0 pass, 1 mismatch,
+2 policy_eval error; the history fields since protocol version 2, a version-1 device has none: offset
+``obs_dim``, length 0).
+
+Device-side action history (version 2): ``obs[history_offset:]`` are the policy's own last
+``history_len / act_dim`` actions, oldest first. The device keeps the last observation it evaluated and after
+every successful inference (OBS or OBS_STATE) shifts that history by one action and appends the actions it
+returned, as the simulator does (``history = cat(history[1:], action)``). OBS_STATE sends only
+``obs[:history_offset]`` (the quadrotor policy: 79-byte frames instead of 591). A full OBS overwrites
+everything and is idempotent, so it is retried like any request; an OBS_STATE is not (if the device evaluated
+it and the ACT was lost, a resend would shift the history twice), so :meth:`SerialLink.infer_state` never
+retries: the caller resynchronises with a full OBS. Until a full OBS has been evaluated after boot or RESET,
+and after an OBS rejected with NAK 5, an OBS_STATE gets NAK 6. History length 0: OBS_STATE = OBS.
 
 Errors come back as NAK 0xFF with payload ``code u8 | type u8`` (the offending frame's type): 1 bad CRC,
 2 length above the maximum (sent right after the header), 3 unknown type, 4 wrong payload size for the type,
-5 non-finite observation or ``policy_eval`` error. The bench firmware sends one unsolicited BENCH 0x85 frame
-(see :func:`.qemu.run_bench`).
+5 non-finite observation or ``policy_eval`` error, 6 OBS_STATE without a device-side history (send a full
+OBS first). The bench firmware sends one unsolicited BENCH 0x85 frame (see :func:`.qemu.run_bench`).
 
 The device drops a partial frame after 50 ms of silence and, like :class:`FrameDecoder`, re-scans the bytes
 after a false start byte (bad CRC, oversize length) so a good frame right behind garbage is still found.
 :class:`SerialLink` never blocks longer than ``timeout * (retries + 1)``: each attempt gets a fresh ``seq``, a
-reply with another ``seq`` is a stale one (counted, dropped), and transient NAKs (1, 2) are retried.
+reply with another ``seq`` is a stale one (counted, dropped), and transient NAKs (1, 2) are retried (never
+for OBS_STATE, see above).
 """
 
 from __future__ import annotations
@@ -43,127 +57,36 @@ from types import TracebackType
 import numpy as np
 import serial
 
-START = 0xA5
-HEADER_LEN = 5  # start, type, seq, len (u16)
-CRC_LEN = 2
-MAX_PAYLOAD = 1024
-PROTOCOL_VERSION = 1
+from sim2real.firmware_export.frames import (
+    CRC_LEN,
+    HEADER_LEN,
+    MAX_PAYLOAD,
+    START,
+    Frame,
+    FrameDecoder,
+    crc16_ccitt_false,
+    encode_frame,
+)
 
-MSG_OBS, MSG_PING, MSG_INFO, MSG_RESET, MSG_QUIT = 0x01, 0x02, 0x03, 0x04, 0x7F
+# The frame codec lives in .frames and is re-exported: everything the protocol needs is importable from here.
+__all__ = ["CRC_LEN", "HEADER_LEN", "MAX_PAYLOAD", "START", "Frame", "FrameDecoder", "crc16_ccitt_false",
+           "encode_frame", "PROTOCOL_VERSION", "MSG_OBS", "MSG_PING", "MSG_INFO", "MSG_RESET", "MSG_OBS_STATE",
+           "MSG_QUIT", "MSG_ACT", "MSG_PONG", "MSG_INFO_REPLY", "MSG_ACK", "MSG_BENCH", "MSG_NAK", "NAK_BAD_CRC",
+           "NAK_OVERSIZE", "NAK_UNKNOWN_TYPE", "NAK_BAD_SIZE", "NAK_EVAL_ERROR", "NAK_NO_HISTORY", "NAK_NAMES",
+           "LinkError", "LinkTimeout", "LinkNak", "LinkCounters", "DeviceInfo", "InferReply", "SerialLink"]  # fmt: skip
+
+PROTOCOL_VERSION = 2
+
+MSG_OBS, MSG_PING, MSG_INFO, MSG_RESET, MSG_OBS_STATE, MSG_QUIT = 0x01, 0x02, 0x03, 0x04, 0x05, 0x7F
 MSG_ACT, MSG_PONG, MSG_INFO_REPLY, MSG_ACK, MSG_BENCH, MSG_NAK = 0x81, 0x82, 0x83, 0x84, 0x85, 0xFF
 
-NAK_BAD_CRC, NAK_OVERSIZE, NAK_UNKNOWN_TYPE, NAK_BAD_SIZE, NAK_EVAL_ERROR = 1, 2, 3, 4, 5
+NAK_BAD_CRC, NAK_OVERSIZE, NAK_UNKNOWN_TYPE, NAK_BAD_SIZE, NAK_EVAL_ERROR, NAK_NO_HISTORY = 1, 2, 3, 4, 5, 6
 NAK_NAMES = {NAK_BAD_CRC: "bad CRC", NAK_OVERSIZE: "length above maximum", NAK_UNKNOWN_TYPE: "unknown type",
-             NAK_BAD_SIZE: "wrong payload size", NAK_EVAL_ERROR: "non-finite observation or policy_eval error"}
+             NAK_BAD_SIZE: "wrong payload size", NAK_EVAL_ERROR: "non-finite observation or policy_eval error",
+             NAK_NO_HISTORY: "no history: send a full OBS first"}
 _RETRYABLE_NAKS = (NAK_BAD_CRC, NAK_OVERSIZE)  # line corruption: the same request may well succeed again
 _INFO_HEAD = "<HHIBBH"  # obs_dim, act_dim, tick_hz, golden status, protocol version, max payload
-
-
-def _crc_table() -> tuple[int, ...]:
-    """CRC of every byte value fed into a zero register: the 256-entry table of the MSB-first algorithm."""
-    table = []
-    for byte in range(256):
-        crc = byte << 8
-        for _ in range(8):
-            crc = ((crc << 1) ^ 0x1021) if crc & 0x8000 else (crc << 1)  # shift; XOR the polynomial on carry
-        table.append(crc & 0xFFFF)
-    return tuple(table)
-
-
-_CRC_TABLE = _crc_table()
-
-
-def crc16_ccitt_false(data: bytes | bytearray | memoryview, crc: int = 0xFFFF) -> int:
-    """CRC-16/CCITT-FALSE of ``data``, continuing from ``crc`` (0xFFFF starts a new one)."""
-    for byte in bytes(data):
-        # The top byte of the register meets the next data byte; the table gives the 8 shifted-out XORs at once.
-        crc = ((crc << 8) & 0xFFFF) ^ _CRC_TABLE[(crc >> 8) ^ byte]
-    return crc
-
-
-@dataclass(frozen=True)
-class Frame:
-    """A decoded frame: message type, sequence number, payload."""
-
-    type: int
-    seq: int
-    payload: bytes
-
-
-def encode_frame(ftype: int, seq: int, payload: bytes = b"", max_payload: int = MAX_PAYLOAD) -> bytes:
-    """Bytes on the wire for one frame (start byte, header, payload, CRC)."""
-    if not (0 <= ftype <= 0xFF and 0 <= seq <= 0xFF):
-        raise ValueError(f"type and seq must be bytes, got {ftype}, {seq}")
-    if len(payload) > max_payload:
-        raise ValueError(f"payload of {len(payload)} bytes exceeds the maximum of {max_payload}")
-    body = struct.pack("<BBH", ftype, seq, len(payload)) + bytes(payload)
-    return bytes([START]) + body + struct.pack("<H", crc16_ccitt_false(body))
-
-
-class FrameDecoder:
-    """Streaming frame decoder: feed it bytes as they arrive, get complete, CRC-checked frames back.
-
-    Bytes before a start byte are discarded. After a bad CRC or a length above ``max_payload`` only the false
-    start byte is dropped and the bytes after it are scanned again, so a frame hidden behind garbage survives.
-
-    Attributes:
-        crc_errors: candidate frames whose CRC did not match.
-        length_errors: headers with a length above ``max_payload``.
-        bytes_discarded: bytes thrown away (garbage, false starts, :meth:`clear`).
-        resyncs: times sync was lost (garbage before a start byte, a bad CRC, an oversize length); bytes
-            skipped while hunting for the next start byte belong to the same loss.
-    """
-
-    def __init__(self, max_payload: int = MAX_PAYLOAD) -> None:
-        self.max_payload = max_payload
-        self._buf = bytearray()
-        self._in_sync = True  # False from a loss of sync until the next good frame
-        self.crc_errors = self.length_errors = self.bytes_discarded = self.resyncs = 0
-
-    @property
-    def pending(self) -> int:
-        """Bytes held for a frame not yet complete."""
-        return len(self._buf)
-
-    def clear(self) -> None:
-        """Forget a partial frame (counted as discarded)."""
-        self.bytes_discarded += len(self._buf)
-        self._buf.clear()
-
-    def _drop(self, n: int) -> None:
-        self.bytes_discarded += n
-        self.resyncs += self._in_sync
-        self._in_sync = False
-        del self._buf[:n]
-
-    def feed(self, data: bytes | bytearray) -> list[Frame]:
-        """Add received bytes; return the frames they complete, in order."""
-        self._buf += data
-        frames: list[Frame] = []
-        while self._buf:
-            start = self._buf.find(START)
-            if start != 0:  # garbage before the next start byte (or no start byte at all)
-                self._drop(len(self._buf) if start < 0 else start)
-                continue
-            if len(self._buf) < HEADER_LEN:
-                break
-            ftype, seq, length = struct.unpack_from("<BBH", self._buf, 1)
-            if length > self.max_payload:
-                self.length_errors += 1
-                self._drop(1)  # false start: rescan from the next byte
-                continue
-            total = HEADER_LEN + length + CRC_LEN
-            if len(self._buf) < total:
-                break
-            (crc,) = struct.unpack_from("<H", self._buf, total - CRC_LEN)
-            if crc != crc16_ccitt_false(memoryview(self._buf)[1:total - CRC_LEN]):
-                self.crc_errors += 1
-                self._drop(1)
-                continue
-            frames.append(Frame(ftype, seq, bytes(self._buf[HEADER_LEN:total - CRC_LEN])))
-            del self._buf[:total]
-            self._in_sync = True
-        return frames
+_INFO_HISTORY = "<HH"  # protocol version 2, after the strings: history_offset, history_len
 
 
 class LinkError(RuntimeError):
@@ -189,6 +112,8 @@ class LinkCounters:
 
     frames_sent: int = 0
     frames_received: int = 0
+    bytes_sent: int = 0  # everything written, frames and raw bytes alike
+    bytes_received: int = 0  # everything read, garbage included
     retries: int = 0
     timeouts: int = 0
     crc_errors: int = 0
@@ -200,7 +125,11 @@ class LinkCounters:
 
 @dataclass(frozen=True)
 class DeviceInfo:
-    """The INFO reply: dimensions, clock, boot self-test, board and model identity."""
+    """The INFO reply: dimensions, clock, boot self-test, board and model identity, device-side history.
+
+    ``history_offset``/``history_len`` (floats): ``obs[history_offset:]`` is the action history the device keeps
+    itself (protocol version 2); ``obs_dim``/0 when it keeps none (and for a version-1 device).
+    """
 
     obs_dim: int
     act_dim: int
@@ -210,6 +139,8 @@ class DeviceInfo:
     max_payload: int
     board: str
     model_hash: str
+    history_offset: int
+    history_len: int
 
     @property
     def golden_ok(self) -> bool:
@@ -230,6 +161,16 @@ class InferReply:
     def device_seconds(self) -> float:
         """Inference time on the device clock (under QEMU icount: virtual time)."""
         return self.ticks / self.tick_hz
+
+
+def _float_vector(x: np.ndarray, n: int, what: str) -> np.ndarray:
+    """``x`` as float32 ``(n,)``; ValueError for another shape or a non-floating dtype (nothing is sent)."""
+    x = np.asarray(x)
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{what} must be a floating array, got dtype {x.dtype}")
+    if x.shape != (n,):
+        raise ValueError(f"{what} must have shape ({n},) for this device, got {x.shape}")
+    return x.astype(np.float32)
 
 
 class SerialLink:
@@ -253,6 +194,7 @@ class SerialLink:
         self._pending: deque[Frame] = deque()
         self._seq = 0
         self._info: DeviceInfo | None = None
+        self._history: np.ndarray | None = None  # see device_history
         try:
             self._ser = serial.serial_for_url(url, baudrate=baudrate, timeout=timeout, write_timeout=timeout)
         except (serial.SerialException, OSError, ValueError) as e:
@@ -271,6 +213,7 @@ class SerialLink:
             self._ser.flush()
         except (serial.SerialException, OSError) as e:
             raise LinkError(f"write to {self.url} failed: {e}") from e
+        self.counters.bytes_sent += len(data)
 
     def send(self, ftype: int, payload: bytes = b"", seq: int | None = None) -> int:
         """Encode and send one frame; returns its ``seq``."""
@@ -301,6 +244,7 @@ class SerialLink:
             raise LinkError(f"read from {self.url} failed: {e}") from e
         if not data:
             return
+        self.counters.bytes_received += len(data)
         frames = self._decoder.feed(data)
         self._sync_decoder_counters()
         for frame in frames:
@@ -315,13 +259,16 @@ class SerialLink:
         c.crc_errors, c.bytes_discarded, c.resyncs = d.crc_errors, d.bytes_discarded, d.resyncs
 
     # ----------------------------------------------------------------------------------------- transactions
-    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None) -> tuple[Frame, float]:
+    def request(self, ftype: int, payload: bytes = b"", expect: int | None = None,
+                retries: int | None = None) -> tuple[Frame, float]:  # fmt: skip
         """Send a request and wait for the reply with the same ``seq``, retrying as configured.
 
         Args:
             ftype: request type.
             payload: request payload.
             expect: required reply type (``None``: any non-NAK type).
+            retries: extra attempts for this request (``None``: the link's ``retries``; 0 for a request that
+                must not reach the device twice, like OBS_STATE).
 
         Returns:
             the reply frame and the round-trip time in seconds of the successful attempt.
@@ -331,8 +278,9 @@ class SerialLink:
             LinkTimeout: no reply after ``retries + 1`` attempts.
             LinkError: a reply of an unexpected type, or an I/O error.
         """
+        retries = self.retries if retries is None else retries
         nak: LinkNak | None = None
-        for attempt in range(self.retries + 1):
+        for attempt in range(retries + 1):
             if attempt:
                 self.counters.retries += 1
             # Whatever is buffered now belongs to earlier requests: a partial frame or a late reply.
@@ -358,7 +306,7 @@ class SerialLink:
             return reply, rtt
         if nak is not None:
             raise nak
-        raise LinkTimeout(f"no reply to type 0x{ftype:02X} from {self.url} after {self.retries + 1} attempts "
+        raise LinkTimeout(f"no reply to type 0x{ftype:02X} from {self.url} after {retries + 1} attempts "
                           f"of {self.timeout} s")
 
     def _await(self, seq: int, deadline: float) -> Frame | None:
@@ -382,6 +330,7 @@ class SerialLink:
         """
         t0 = time.monotonic()
         deadline = t0 + timeout
+        self._history = None  # a device that (re)boots keeps no history
         while True:
             self._decoder.clear()
             self._pending.clear()
@@ -413,14 +362,42 @@ class SerialLink:
                     raise IndexError("string runs past the payload")
                 strings.append(p[off + 1:off + 1 + n].decode("ascii"))
                 off += 1 + n
+            obs_dim, act_dim, tick_hz, golden, version, max_payload = head
+            history = (obs_dim, 0)  # a version-1 device keeps no history
+            if len(p) >= off + struct.calcsize(_INFO_HISTORY):
+                history = struct.unpack_from(_INFO_HISTORY, p, off)
         except (struct.error, IndexError, UnicodeDecodeError) as e:
             raise LinkError(f"malformed INFO reply ({len(p)} bytes): {e}") from e
-        obs_dim, act_dim, tick_hz, golden, version, max_payload = head
-        self._info = DeviceInfo(obs_dim, act_dim, tick_hz, golden, version, max_payload, *strings)
+        offset, length = history
+        if offset + length != obs_dim or (length and (act_dim == 0 or length % act_dim)):
+            raise LinkError(f"INFO reply: history [{offset}, {offset + length}) does not end an observation of "
+                            f"{obs_dim} floats with whole actions of {act_dim}")  # fmt: skip
+        self._info = DeviceInfo(obs_dim, act_dim, tick_hz, golden, version, max_payload, *strings, offset, length)
         return self._info
 
+    def cached_info(self) -> DeviceInfo:
+        """The last INFO reply, asking the device only when there is none yet (or after :meth:`reset`)."""
+        return self._info or self.info()
+
+    @property
+    def device_history(self) -> np.ndarray | None:
+        """The action history the device holds, float32 ``(history_len,)``, as far as this link knows.
+
+        Tracked through :meth:`infer` and :meth:`infer_state`: set from a full observation and extended with
+        every action the device returns; ``None`` until then and after any failed or unanswered inference
+        (the device's state is unknown: only a full OBS makes it known again) or a :meth:`reset`. Frames sent
+        with :meth:`request` or :meth:`send` directly are not tracked.
+        """
+        return None if self._history is None else self._history.copy()
+
+    def _push_history(self, history: np.ndarray | None, actions: np.ndarray) -> None:
+        """Mirror the device's update: drop the oldest action, append ``actions`` ``(act_dim,)``."""
+        self._history = None if history is None else np.concatenate((history, actions))[actions.size:]
+
     def infer(self, obs: np.ndarray) -> InferReply:
-        """Run the policy on the device.
+        """Run the policy on the device with a full observation (OBS; idempotent, so retried as configured).
+
+        The device's history restarts from ``obs[history_offset:]`` (see :attr:`device_history`).
 
         Args:
             obs: observation, shape ``(obs_dim,)``, any floating dtype (sent as little-endian float32).
@@ -432,13 +409,42 @@ class SerialLink:
             ValueError: wrong shape or a non-floating dtype.
             LinkNak: code 5 when the device finds a NaN/Inf (the host does not filter them).
         """
-        info = self._info or self.info()
-        obs = np.asarray(obs)
-        if not np.issubdtype(obs.dtype, np.floating):
-            raise ValueError(f"obs must be a floating array, got dtype {obs.dtype}")
-        if obs.shape != (info.obs_dim,):
-            raise ValueError(f"obs must have shape ({info.obs_dim},) for this device, got {obs.shape}")
-        reply, rtt = self.request(MSG_OBS, obs.astype("<f4").tobytes(), expect=MSG_ACT)
+        info = self.cached_info()
+        obs = _float_vector(obs, info.obs_dim, "obs")
+        self._history = None  # from here until the ACT, the device's history is unknown
+        reply = self._infer(MSG_OBS, obs, info, self.retries)
+        self._push_history(obs[info.history_offset:], reply.actions)
+        return reply
+
+    def infer_state(self, state: np.ndarray) -> InferReply:
+        """Run the policy on the device with the history it keeps (OBS_STATE): the compact frame.
+
+        The device evaluates ``cat(state, its history)``, then appends the returned actions to that history.
+        Never retried (a lost reply would make a resend shift the history twice): on any failure the device's
+        history is unknown, and the caller resynchronises with a full :meth:`infer`.
+
+        Args:
+            state: the observation without its action history, shape ``(history_offset,)``, any floating dtype.
+
+        Returns:
+            actions, shape ``(act_dim,)`` float32, with the device's tick count for the inference.
+
+        Raises:
+            ValueError: wrong shape or a non-floating dtype.
+            LinkNak: code 6 when the device has no history (no full OBS since boot or reset, or the last one
+                failed), 5 for a NaN/Inf, 1 or 2 for a frame damaged on the line (not retried either).
+            LinkTimeout: no reply within ``timeout`` (a single attempt).
+        """
+        info = self.cached_info()
+        state = _float_vector(state, info.history_offset, "state")
+        history, self._history = self._history, None
+        reply = self._infer(MSG_OBS_STATE, state, info, 0)
+        self._push_history(history, reply.actions)
+        return reply
+
+    def _infer(self, ftype: int, x: np.ndarray, info: DeviceInfo, retries: int) -> InferReply:
+        """One OBS or OBS_STATE transaction: send ``x`` as float32, decode the ACT."""
+        reply, rtt = self.request(ftype, x.astype("<f4").tobytes(), expect=MSG_ACT, retries=retries)
         if len(reply.payload) != 4 + 4 * info.act_dim:
             raise LinkError(f"ACT payload of {len(reply.payload)} bytes, expected {4 + 4 * info.act_dim}")
         (ticks,) = struct.unpack_from("<I", reply.payload)
@@ -447,6 +453,7 @@ class SerialLink:
 
     def reset(self, wait: bool = True) -> None:
         """Reset the device (ACK first); with ``wait``, return once it answers a PING again (:meth:`wait_ready`)."""
+        self._history = None
         self.request(MSG_RESET, expect=MSG_ACK)
         self._info = None
         if wait:

@@ -8,6 +8,10 @@
  *                        calibration loop of known instruction count with the SysTick counter; send one BENCH
  *                        frame (seq 0) on the UART and return the self-test status (0 = pass).
  *
+ * In serial mode the device keeps the last observation it evaluated and updates its action history after
+ * every inference, so the host can send only the state part (OBS_STATE, see protocol.h). A policy.h without
+ * POLICY_HISTORY_OFFSET/POLICY_HISTORY_LEN (older generators, hand-written policies) has no history.
+ *
  * BENCH payload (little-endian u32 each): runs | ticks summed over the runs | per-sample tick overhead that
  * was subtracted | calibration instructions | calibration ticks | tick_hz | golden status.
  * Under QEMU -icount shift=0 every instruction takes 1 ns of virtual time, so ticks * 1e9 / tick_hz is an
@@ -32,6 +36,13 @@
 #define CALIB_LOOPS 100000u      /* 2 instructions each: 200k instructions */
 #define INTER_BYTE_TIMEOUT_HZ 20 /* a partial frame is dropped after 1/20 s = 50 ms of silence */
 
+#ifndef POLICY_HISTORY_OFFSET
+#define POLICY_HISTORY_OFFSET POLICY_OBS_DIM
+#define POLICY_HISTORY_LEN 0
+#endif
+_Static_assert(POLICY_HISTORY_LEN >= 0 && POLICY_HISTORY_OFFSET + POLICY_HISTORY_LEN == POLICY_OBS_DIM,
+               "the action history must end the observation");
+_Static_assert(POLICY_HISTORY_LEN % POLICY_ACT_DIM == 0, "the action history must hold whole actions");
 _Static_assert(4 * POLICY_OBS_DIM <= PROTO_MAX_PAYLOAD, "an OBS frame must fit the maximum payload");
 _Static_assert(4 + 4 * POLICY_ACT_DIM <= PROTO_MAX_PAYLOAD, "an ACT frame must fit the maximum payload");
 
@@ -73,7 +84,11 @@ static int golden_check(void)
 }
 
 #if FW_MODE == FW_MODE_SERIAL
+/* The last observation evaluated: [0, POLICY_HISTORY_OFFSET) the state, then the action history that
+ * OBS_STATE reuses. history_valid: the history part continues the host's (a full OBS was evaluated since boot
+ * and every inference since then appended its actions). */
 static float obs_buf[POLICY_OBS_DIM];
+static int history_valid;
 static proto_parser parser;
 static uint8_t golden_status;
 static volatile int quit_requested, reset_requested;
@@ -111,7 +126,7 @@ static uint8_t *put_str(uint8_t *p, const char *s)
 /* INFO reply, layout in protocol.h. */
 static void send_info(uint8_t seq)
 {
-    uint8_t info[12 + 2 * 66];
+    uint8_t info[12 + 2 * 66 + 4];
     uint8_t *p = put_u16(info, POLICY_OBS_DIM);
     p = put_u16(p, POLICY_ACT_DIM);
     uint32_t hz = board_tick_hz();
@@ -121,24 +136,47 @@ static void send_info(uint8_t seq)
     p = put_u16(p, PROTO_MAX_PAYLOAD);
     p = put_str(p, board_name);
     p = put_str(p, POLICY_MODEL_HASH);
+    p = put_u16(put_u16(p, POLICY_HISTORY_OFFSET), POLICY_HISTORY_LEN); /* protocol version 2 */
     proto_send(MSG_INFO_REPLY, seq, info, (uint16_t)(p - info));
 }
 
-/* OBS -> ACT: u32 ticks of policy_eval (timing overhead removed), then the actions. */
-static void infer(uint8_t seq, const uint8_t *payload)
+/* History update after a successful inference: drop the oldest action, append the one just returned
+ * (the simulator's history = cat(history[1:], action)), so the buffer holds the next tick's history. */
+static void push_actions(void)
 {
-    memcpy(obs_buf, payload, sizeof obs_buf); /* the payload is unaligned: VLDR would fault on it */
+#if POLICY_HISTORY_LEN > 0
+    float *hist = obs_buf + POLICY_HISTORY_OFFSET;
+    memmove(hist, hist + POLICY_ACT_DIM, sizeof(float) * (POLICY_HISTORY_LEN - POLICY_ACT_DIM));
+    memcpy(hist + POLICY_HISTORY_LEN - POLICY_ACT_DIM, act_buf, sizeof act_buf);
+#endif
+}
+
+/* OBS (n = POLICY_OBS_DIM floats) or OBS_STATE (n = POLICY_HISTORY_OFFSET) -> ACT: u32 ticks of policy_eval
+ * (timing overhead removed), then the actions. The payload overwrites obs_buf[0, n); an OBS_STATE keeps the
+ * history behind it. */
+static void infer(uint8_t type, uint8_t seq, const uint8_t *payload, uint16_t n)
+{
+    if (type == MSG_OBS_STATE && POLICY_HISTORY_LEN > 0 && !history_valid) {
+        proto_nak(seq, NAK_NO_HISTORY, type);
+        return;
+    }
+    memcpy(obs_buf, payload, sizeof(float) * n); /* the payload is unaligned: VLDR would fault on it */
+    if (type == MSG_OBS) {
+        history_valid = 0; /* overwritten: valid again only once this observation is evaluated */
+    }
     if (!all_finite(obs_buf, POLICY_OBS_DIM)) {
-        proto_nak(seq, NAK_EVAL_ERROR, MSG_OBS);
+        proto_nak(seq, NAK_EVAL_ERROR, type);
         return;
     }
     uint32_t t0 = cm_ticks();
     int rc = policy_eval(obs_buf, act_buf);
     uint32_t ticks = cm_ticks() - t0 - tick_overhead;
     if (rc != 0) {
-        proto_nak(seq, NAK_EVAL_ERROR, MSG_OBS);
+        proto_nak(seq, NAK_EVAL_ERROR, type);
         return;
     }
+    push_actions();
+    history_valid = 1;
     proto_tx tx;
     proto_tx_begin(&tx, MSG_ACT, seq, (uint16_t)(sizeof ticks + sizeof act_buf));
     proto_tx_bytes(&tx, &ticks, sizeof ticks);
@@ -152,6 +190,7 @@ static void handle_frame(uint8_t type, uint8_t seq, const uint8_t *payload, uint
     int32_t want;
     switch (type) {
     case MSG_OBS: want = (int32_t)sizeof obs_buf; break;
+    case MSG_OBS_STATE: want = (int32_t)(sizeof(float) * POLICY_HISTORY_OFFSET); break;
     case MSG_PING: want = -1; break;
     case MSG_INFO:
     case MSG_RESET:
@@ -163,7 +202,8 @@ static void handle_frame(uint8_t type, uint8_t seq, const uint8_t *payload, uint
         return;
     }
     switch (type) {
-    case MSG_OBS: infer(seq, payload); break;
+    case MSG_OBS: infer(type, seq, payload, POLICY_OBS_DIM); break;
+    case MSG_OBS_STATE: infer(type, seq, payload, POLICY_HISTORY_OFFSET); break;
     case MSG_PING: proto_send(MSG_PONG, seq, payload, len); break;
     case MSG_INFO: send_info(seq); break;
     case MSG_RESET:

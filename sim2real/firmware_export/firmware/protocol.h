@@ -6,6 +6,7 @@
  * A reply echoes the request's seq. Message types and payloads:
  *
  *   OBS   0x01  float32[obs_dim]                -> ACT  0x81  u32 ticks of the inference, float32[act_dim]
+ *   OBS_STATE 0x05  float32[history_offset]     -> ACT  0x81  as OBS; the history part comes from the device
  *   PING  0x02  any bytes (<= max payload)      -> PONG 0x82  the same bytes
  *   INFO  0x03  empty                           -> INFO 0x83  see below
  *   RESET 0x04  empty                           -> ACK  0x84  empty, then a system reset (AIRCR)
@@ -14,11 +15,26 @@
  *   any error                                   -> NAK  0xFF  u8 code, u8 type of the offending frame
  *
  * NAK codes: 1 bad CRC, 2 length above the maximum (sent as soon as the header is in, without waiting for the
- * payload), 3 unknown type, 4 wrong payload size for the type, 5 non-finite observation or policy_eval error.
+ * payload), 3 unknown type, 4 wrong payload size for the type, 5 non-finite observation or policy_eval error,
+ * 6 OBS_STATE without a valid device-side history (send a full OBS first).
+ *
+ * Device-side action history (protocol version 2). The observation ends with the policy's own last actions:
+ * obs[history_offset .. obs_dim) = history_len / act_dim past actions, oldest first (POLICY_HISTORY_OFFSET and
+ * POLICY_HISTORY_LEN of policy.h; history_len 0: no history, history_offset = obs_dim). The device keeps the
+ * last observation it evaluated. After every successful inference (OBS or OBS_STATE) it shifts that history
+ * left by act_dim floats and appends the actions it returned, exactly as the simulator does
+ * (history = cat(history[1:], action)). OBS_STATE then carries only obs[0 .. history_offset) and reuses the
+ * kept history: 72 payload bytes instead of 584 for the quadrotor policy. A full OBS overwrites the whole
+ * buffer, so it is idempotent and may be resent; an OBS_STATE is not (a lost ACT followed by a resend would
+ * shift the history twice), so the host never resends one and resynchronises with a full OBS instead.
+ * The history is invalid at boot (and so after RESET) and after an OBS that failed with NAK 5; an OBS_STATE
+ * then gets NAK 6. An OBS_STATE that fails (NAK 4, 5) leaves the history as it was. With history_len 0 an
+ * OBS_STATE is simply a full OBS and is always served.
  *
  * INFO reply payload: obs_dim u16 | act_dim u16 | tick_hz u32 | golden self-test status at boot u8
  * (0 pass, 1 mismatch, 2 policy_eval error) | protocol version u8 | max payload u16 | board name length u8 |
- * board name (ASCII) | model hash length u8 | model hash (ASCII, from POLICY_MODEL_HASH).
+ * board name (ASCII) | model hash length u8 | model hash (ASCII, from POLICY_MODEL_HASH) | history_offset u16 |
+ * history_len u16 (both in floats; the last two fields since protocol version 2).
  *
  * Receive robustness: bytes outside a frame that are not 0xA5 are discarded; a partial frame is dropped when
  * the line has been quiet for the inter-byte timeout; after a bad CRC or an oversize length the buffered bytes
@@ -32,13 +48,14 @@
 #define PROTO_HEADER_LEN 5u /* start, type, seq, len lo, len hi */
 #define PROTO_CRC_LEN 2u
 #define PROTO_MAX_PAYLOAD 1024u
-#define PROTO_VERSION 1u
+#define PROTO_VERSION 2u
 
 enum proto_type {
     MSG_OBS = 0x01,
     MSG_PING = 0x02,
     MSG_INFO = 0x03,
     MSG_RESET = 0x04,
+    MSG_OBS_STATE = 0x05,
     MSG_QUIT = 0x7F,
     MSG_ACT = 0x81,
     MSG_PONG = 0x82,
@@ -54,6 +71,7 @@ enum proto_nak {
     NAK_UNKNOWN_TYPE = 3,
     NAK_BAD_SIZE = 4,
     NAK_EVAL_ERROR = 5,
+    NAK_NO_HISTORY = 6,
 };
 
 /* Called for every frame whose CRC checks out. */

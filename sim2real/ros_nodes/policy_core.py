@@ -1,0 +1,346 @@
+"""The policy node's logic without ROS: observation assembly, inference, and the safety layer.
+
+:class:`PolicyController` is what ``policy_node`` runs on every control tick; it is plain Python with an
+injected clock so that every safety behaviour is testable without a middleware:
+
+* **staged start**: ``DISARMED`` until armed (``arm`` topic, or ``autoarm`` once inputs are fresh);
+* **watchdog**: no valid odometry for ``watchdog_timeout_s`` -> ``STALE``, safe output; resumes by itself
+  when fresh data returns (the e-stop is the latched one);
+* **input validation**: NaN/Inf or out-of-range odometry (position error, speed, body rate beyond limits)
+  is rejected and the controller goes to ``FAULT`` (safe output) until a valid message arrives;
+* **e-stop**: ``ESTOP`` is latched: only :meth:`clear_estop` followed by a new arming leaves it;
+* **output limits**: actions rate-limited to ``max_action_step`` per tick relative to the last command,
+  then clamped to ``[action_min, action_max]`` (the clamp always holds); the command is
+  ``rpm = (a + 1) / 2 * max_rpm`` from the policy metadata;
+* **hot reload**: :meth:`request_reload` loads and checks a new ``policy.onnx`` in a background thread and
+  the next tick swaps it in (a reference assignment), so no tick is dropped or delayed by the load; a file
+  that does not load, or whose metadata does not fit the running robot, is refused and the old policy
+  keeps running.
+
+Safe output: ``idle`` (all motors 0 RPM, action -1; what the Crazyflie firmware does when its commander
+times out) or ``hover`` (every motor at the hover set-point from the policy metadata: an open-loop hold).
+The action history in the observation is what was actually commanded, safe outputs included, exactly as
+the simulator records it.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from sim2real.firmware_export.onnx_export import OnnxPolicy
+from sim2real.sim.quadrotor import quat_to_rotmat
+from sim2real.sim.tasks.hover import build_policy_obs
+from sim2real.utils import CheckpointError
+
+
+class State(enum.Enum):
+    DISARMED = "disarmed"
+    RUNNING = "running"
+    STALE = "stale"
+    FAULT = "fault"
+    ESTOP = "estop"
+
+
+@dataclass
+class SafetyConfig:
+    """Limits and behaviours of the safety layer (the node's parameters of the same names)."""
+
+    watchdog_timeout_s: float = 0.05  # 5 control periods at 100 Hz
+    max_position_error_m: float = 3.0
+    max_speed_mps: float = 10.0
+    max_body_rate_radps: float = 35.0  # Crazyflie gyro range, 2000 deg/s
+    action_min: float = -1.0
+    action_max: float = 1.0
+    max_action_step: float = 2.0  # per tick; 2 = no rate limit for actions in [-1, 1]
+    safe_mode: str = "idle"  # idle | hover
+    autoarm: bool = False  # arm as soon as inputs are fresh (simulation, tests)
+
+    def __post_init__(self) -> None:
+        if self.safe_mode not in ("idle", "hover"):
+            raise ValueError(f"safe_mode must be 'idle' or 'hover', got {self.safe_mode!r}")
+        if not (-1.0 <= self.action_min < self.action_max <= 1.0):
+            raise ValueError(f"need -1 <= action_min < action_max <= 1, got {self.action_min}, {self.action_max}")
+        for name in ("watchdog_timeout_s", "max_position_error_m", "max_speed_mps", "max_body_rate_radps",
+                     "max_action_step"):  # fmt: skip
+            if not getattr(self, name) > 0:
+                raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass
+class OdometrySample:
+    """What the controller keeps of a ``nav_msgs/Odometry``.
+
+    World position, quaternion ``(w, x, y, z)``, body-frame linear and angular velocity (ROS puts the twist
+    in ``child_frame_id``, the body), and the monotonic time it was received.
+    """
+
+    position: np.ndarray
+    quaternion_wxyz: np.ndarray
+    linear_velocity_body: np.ndarray
+    angular_velocity_body: np.ndarray
+    received_s: float
+
+    @classmethod
+    def from_msg(cls, msg: Any, received_s: float) -> OdometrySample:
+        p, q = msg.pose.pose.position, msg.pose.pose.orientation
+        v, w = msg.twist.twist.linear, msg.twist.twist.angular
+        return cls(np.array([p.x, p.y, p.z]), np.array([q.w, q.x, q.y, q.z]), np.array([v.x, v.y, v.z]),
+                   np.array([w.x, w.y, w.z]), received_s)  # fmt: skip
+
+
+class QuadrotorHoverAdapter:
+    """Observation and command mapping of ``quadrotor-hover`` policies (layout from the ONNX metadata)."""
+
+    task = "quadrotor-hover"
+
+    def __init__(self, meta: dict[str, Any]) -> None:
+        self.obs_dim, self.act_dim = int(meta["obs_dim"]), int(meta["act_dim"])
+        terms = {t["name"]: t for t in meta["obs_layout"]}
+        hist = terms.get("action_history")
+        if meta.get("task") != self.task or self.act_dim != 4 or hist is None or hist["size"] % 4:
+            raise CheckpointError(f"not a quadrotor-hover policy (task {meta.get('task')!r}, act_dim {self.act_dim})")
+        self.history_len = hist["size"] // 4
+        meaning = meta["action_meaning"]
+        self.max_rpm = float(meaning["max_rpm"])
+        self.hover_action = float(meaning.get("hover_action", 0.0))
+        self.control_rate_hz = float(meta["control_rate_hz"])
+
+    def observation(self, odom: OdometrySample, setpoint: np.ndarray, history: np.ndarray) -> np.ndarray:
+        """``(obs_dim,)`` float32 with the simulator's builder: position error, R, world velocity, body rate, history."""
+        q = torch.as_tensor(odom.quaternion_wxyz, dtype=torch.float32)
+        q = q / q.norm()
+        rot = quat_to_rotmat(q)  # v_world = R v_body
+        v_world = rot @ torch.as_tensor(odom.linear_velocity_body, dtype=torch.float32)
+        obs = build_policy_obs(
+            torch.as_tensor(odom.position - setpoint, dtype=torch.float32)[None], rot.reshape(1, 9), v_world[None],
+            torch.as_tensor(odom.angular_velocity_body, dtype=torch.float32)[None],
+            torch.as_tensor(history, dtype=torch.float32)[None],
+        )  # fmt: skip
+        return obs[0].numpy()
+
+    def rpm(self, action: np.ndarray) -> np.ndarray:
+        """Motor set-points ``(4,)`` RPM for normalised actions: ``(a + 1) / 2 * max_rpm``."""
+        return ((np.asarray(action, np.float64) + 1.0) * 0.5 * self.max_rpm).astype(np.float32)
+
+
+@dataclass
+class TickResult:
+    """One control tick: the command sent, the action it came from, the observation (None when not run)."""
+
+    rpm: np.ndarray
+    action: np.ndarray
+    obs: np.ndarray | None
+    state: State
+    reason: str = ""
+
+
+@dataclass
+class Counters:
+    ticks: int = 0
+    policy_ticks: int = 0
+    safe_ticks: int = 0
+    rejected_inputs: int = 0
+    watchdog_trips: int = 0
+    rate_limited: int = 0
+    clamped: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    last_reload_error: str = ""
+    reasons: dict[str, int] = field(default_factory=dict)
+
+
+class PolicyController:
+    """Assemble observations, run the policy, apply the safety layer (see the module docstring).
+
+    Args:
+        policy: the loaded ``policy.onnx``.
+        cfg: safety limits.
+        setpoint: ``(3,)`` hover position in the odometry's world frame.
+        expected_robot: if given, a reloaded policy's ``robot`` metadata must equal it (default: the first
+            policy's), as must task, dimensions, control rate and ``max_rpm``.
+    """
+
+    def __init__(self, policy: OnnxPolicy, cfg: SafetyConfig | None = None, setpoint: tuple[float, ...] = (0, 0, 0),
+                 expected_robot: dict[str, Any] | None = None) -> None:  # fmt: skip
+        self.cfg = cfg or SafetyConfig()
+        self.setpoint = np.asarray(setpoint, np.float64)
+        if self.setpoint.shape != (3,) or not np.isfinite(self.setpoint).all():
+            raise ValueError(f"setpoint must be 3 finite numbers, got {setpoint}")
+        self.policy, self.adapter = policy, QuadrotorHoverAdapter(policy.metadata)
+        self.robot = expected_robot if expected_robot is not None else policy.metadata.get("robot")
+        self.counters = Counters()
+        self.state = State.DISARMED
+        self._armed = False
+        self._estop = False
+        self._odom: OdometrySample | None = None
+        self._fault = ""
+        self._last_action = np.full(4, self.safe_action, np.float32)
+        self.history = np.tile(self._last_action, (self.adapter.history_len, 1))
+        self._pending: OnnxPolicy | None = None
+        self._lock = threading.Lock()
+        self._loader: threading.Thread | None = None
+
+    # ------------------------------------------------------------------------------------------ inputs
+    @property
+    def safe_action(self) -> float:
+        """Every motor's action on a safe tick: -1 (idle) or the policy metadata's hover action."""
+        return -1.0 if self.cfg.safe_mode == "idle" else float(np.clip(self.adapter.hover_action, -1.0, 1.0))
+
+    def input_problem(self, odom: OdometrySample) -> str:
+        """Why ``odom`` must be rejected, or ``""``."""
+        values = np.concatenate((odom.position, odom.quaternion_wxyz, odom.linear_velocity_body, odom.angular_velocity_body))
+        if not np.isfinite(values).all():
+            return "non-finite odometry"
+        if not 0.5 < float(np.linalg.norm(odom.quaternion_wxyz)) < 1.5:
+            return "orientation is not a unit quaternion"
+        if np.linalg.norm(odom.position - self.setpoint) > self.cfg.max_position_error_m:
+            return "position error beyond max_position_error_m"
+        if np.linalg.norm(odom.linear_velocity_body) > self.cfg.max_speed_mps:
+            return "speed beyond max_speed_mps"
+        if np.abs(odom.angular_velocity_body).max() > self.cfg.max_body_rate_radps:
+            return "body rate beyond max_body_rate_radps"
+        return ""
+
+    def on_odometry(self, odom: OdometrySample) -> bool:
+        """Store a valid sample (True) or reject it and enter ``FAULT`` until the next valid one (False)."""
+        problem = self.input_problem(odom)
+        if problem:
+            self.counters.rejected_inputs += 1
+            self._fault = problem
+            return False
+        self._odom, self._fault = odom, ""
+        return True
+
+    def on_arm(self, armed: bool) -> None:
+        """Arm (True) or disarm (False); arming is refused while the e-stop is latched."""
+        self._armed = bool(armed) and not self._estop
+
+    def on_estop(self, stop: bool) -> None:
+        """A True e-stop latches the safe output; False does not clear it (see :meth:`clear_estop`)."""
+        if stop:
+            self._estop, self._armed = True, False
+
+    def clear_estop(self) -> None:
+        """Release the e-stop latch; the controller stays disarmed until armed again."""
+        self._estop, self._armed = False, False
+
+    # ------------------------------------------------------------------------------------------ reload
+    def check_policy(self, new: OnnxPolicy) -> None:
+        """Raise :class:`CheckpointError` unless ``new`` fits the running robot and observation layout."""
+        cur, meta = self.policy.metadata, new.metadata
+        adapter = QuadrotorHoverAdapter(meta)
+        same = {
+            "task": (cur.get("task"), meta.get("task")), "obs_dim": (self.adapter.obs_dim, adapter.obs_dim),
+            "act_dim": (self.adapter.act_dim, adapter.act_dim), "max_rpm": (self.adapter.max_rpm, adapter.max_rpm),
+            "control_rate_hz": (self.adapter.control_rate_hz, adapter.control_rate_hz),
+            "robot": (self.robot, meta.get("robot")),
+        }  # fmt: skip
+        bad = [f"{k} {a!r} != {b!r}" for k, (a, b) in same.items() if a != b]
+        if bad:
+            raise CheckpointError("policy does not fit the configured robot: " + "; ".join(bad))
+
+    def load_checked(self, path: str | Path) -> OnnxPolicy:
+        """Load ``path`` and check it (:class:`CheckpointError` on any problem)."""
+        new = OnnxPolicy(path)
+        self.check_policy(new)
+        probe = new(np.zeros((1, new.obs_dim), np.float32))
+        if probe.shape != (1, 4) or not np.isfinite(probe).all():
+            raise CheckpointError(f"{path}: the policy returns {probe.shape} / non-finite actions on a zero observation")
+        return new
+
+    def request_reload(self, path: str | Path, wait: bool = False) -> None:
+        """Load ``path`` in a background thread; the first tick after it succeeds swaps it in.
+
+        Failures are counted (``counters.reload_failures``, ``last_reload_error``); the old policy keeps running.
+        """
+
+        def work() -> None:
+            try:
+                new = self.load_checked(path)
+            except (CheckpointError, OSError, ValueError) as e:
+                with self._lock:
+                    self.counters.reload_failures += 1
+                    self.counters.last_reload_error = f"{path}: {e}"
+                return
+            with self._lock:
+                self._pending = new
+
+        self._loader = threading.Thread(target=work, name="policy-reload", daemon=True)
+        self._loader.start()
+        if wait:
+            self._loader.join()
+
+    # ------------------------------------------------------------------------------------------ tick
+    def _safe(self, reason: str, state: State) -> TickResult:
+        self.counters.safe_ticks += 1
+        self.counters.reasons[reason] = self.counters.reasons.get(reason, 0) + 1
+        action = np.full(4, self.safe_action, np.float32)
+        self._commit(action)
+        return TickResult(self.adapter.rpm(action), action, None, state, reason)
+
+    def _commit(self, action: np.ndarray) -> None:
+        self._last_action = action
+        self.history = np.concatenate((self.history[1:], action[None]), 0)
+
+    def tick(self, now_s: float) -> TickResult:
+        """One control period at monotonic time ``now_s``: the command to publish."""
+        self.counters.ticks += 1
+        with self._lock:
+            if self._pending is not None:  # swap between ticks: a reference assignment
+                self.policy, self._pending = self._pending, None
+                self.counters.reloads += 1
+        fresh = self._odom is not None and now_s - self._odom.received_s <= self.cfg.watchdog_timeout_s
+        if self.cfg.autoarm and fresh and not self._estop and not self._fault:
+            self._armed = True
+        if self._estop:
+            self.state = State.ESTOP
+            return self._safe("e-stop latched", State.ESTOP)
+        if self._fault:
+            self.state = State.FAULT
+            return self._safe(self._fault, State.FAULT)
+        if not self._armed:
+            self.state = State.DISARMED
+            return self._safe("disarmed", State.DISARMED)
+        if not fresh:
+            if self.state is not State.STALE:
+                self.counters.watchdog_trips += 1
+            self.state = State.STALE
+            return self._safe("odometry stale (watchdog)", State.STALE)
+        assert self._odom is not None
+        obs = self.adapter.observation(self._odom, self.setpoint, self.history)
+        raw = self.policy(obs[None])[0]
+        if not np.isfinite(raw).all():
+            self.state = State.FAULT
+            return self._safe("policy returned non-finite actions", State.FAULT)
+        # rate limit relative to the last command, then the hard clamp (which therefore always holds, e.g.
+        # right after a safe output below action_min)
+        step = np.clip(raw - self._last_action, -self.cfg.max_action_step, self.cfg.max_action_step)
+        stepped = self._last_action + step
+        self.counters.rate_limited += int(not np.array_equal(stepped, raw))
+        limited = np.clip(stepped, self.cfg.action_min, self.cfg.action_max).astype(np.float32)
+        self.counters.clamped += int(not np.array_equal(limited, stepped))
+        self._commit(limited)
+        self.state = State.RUNNING
+        self.counters.policy_ticks += 1
+        return TickResult(self.adapter.rpm(limited), limited, obs, State.RUNNING)
+
+    def diagnostics(self) -> dict[str, str]:
+        """Key/values for a ``diagnostic_msgs/DiagnosticStatus``."""
+        c = self.counters
+        meta = self.policy.metadata
+        return {
+            "state": self.state.value, "policy": str(self.policy.path or "<bytes>"), "run_id": str(meta.get("run_id")),
+            "ticks": str(c.ticks), "policy_ticks": str(c.policy_ticks), "safe_ticks": str(c.safe_ticks),
+            "rejected_inputs": str(c.rejected_inputs), "watchdog_trips": str(c.watchdog_trips),
+            "clamped": str(c.clamped), "rate_limited": str(c.rate_limited), "reloads": str(c.reloads),
+            "reload_failures": str(c.reload_failures), "last_reload_error": c.last_reload_error,
+            "fault": self._fault, "safe_mode": self.cfg.safe_mode,
+        }  # fmt: skip
+

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 
@@ -13,6 +14,10 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 
 if importlib.util.find_spec("sim2real") is None:
     sys.path.insert(0, str(REPO_ROOT))
+
+# ROS 2 tests talk over Cyclone DDS: keep their traffic on this machine (set before any participant exists),
+# so two test runs on one network cannot hear each other.
+os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 
 
 @pytest.fixture(autouse=True, scope="module")

@@ -110,7 +110,13 @@ setup(
     zip_safe=False,
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
-    entry_points={"console_scripts": [f"{PACKAGE}={PACKAGE}.cli:main"]},
+    entry_points={"console_scripts": [
+        f"{PACKAGE}={PACKAGE}.cli:main",
+        # ROS 2 executables (lib/sim2real/<name> under colcon; `ros2 run sim2real <name>`)
+        f"policy_node={PACKAGE}.ros_nodes.policy_node:main",
+        f"sim_robot_node={PACKAGE}.ros_nodes.sim_robot_node:main",
+        f"recorder_node={PACKAGE}.ros_nodes.recorder_node:main",
+    ]},
     classifiers=[
         "Programming Language :: Python :: 3",
         "Programming Language :: Python :: 3.10",

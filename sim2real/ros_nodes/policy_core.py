@@ -231,6 +231,10 @@ class PolicyController:
         """Release the e-stop latch; the controller stays disarmed until armed again."""
         self._estop, self._armed = False, False
 
+    def is_stale(self, now_s: float) -> bool:
+        """Whether no valid odometry arrived within the watchdog period before ``now_s``."""
+        return self._odom is None or now_s - self._odom.received_s > self.cfg.watchdog_timeout_s
+
     # ------------------------------------------------------------------------------------------ reload
     def check_policy(self, new: OnnxPolicy) -> None:
         """Raise :class:`CheckpointError` unless ``new`` fits the running robot and observation layout."""
@@ -296,7 +300,7 @@ class PolicyController:
             if self._pending is not None:  # swap between ticks: a reference assignment
                 self.policy, self._pending = self._pending, None
                 self.counters.reloads += 1
-        fresh = self._odom is not None and now_s - self._odom.received_s <= self.cfg.watchdog_timeout_s
+        fresh = not self.is_stale(now_s)
         if self.cfg.autoarm and fresh and not self._estop and not self._fault:
             self._armed = True
         if self._estop:

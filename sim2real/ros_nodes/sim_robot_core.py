@@ -37,6 +37,7 @@ class SimRobotConfig:
     velocity_noise_mps: float = 0.0
     world_frame: str = "world"
     body_frame: str = "base_link"
+    hold_until_command: bool = True  # physics frozen (resting) until the first command that spins a motor
 
     def __post_init__(self) -> None:
         if self.start not in EVAL_STARTS:
@@ -68,6 +69,7 @@ class SimRobot:
         self._rng = np.random.default_rng(self.cfg.seed + 1)
         self.steps = self.command_timeouts = self.rejected_commands = 0
         self.timed_out = False
+        self.holding = self.cfg.hold_until_command
 
     def command(self, rpm: list[float] | np.ndarray, now_s: float) -> bool:
         """Accept 4 motor set-points in RPM (clipped to [0, max_rpm]); NaN/Inf or a wrong length is refused."""
@@ -78,10 +80,17 @@ class SimRobot:
         a = 2.0 * np.clip(values, 0.0, self.max_rpm) / self.max_rpm - 1.0
         self._action = torch.as_tensor(a, dtype=torch.float32)[None]
         self._last_command_s = now_s
+        self.holding = self.holding and not (values > 0).any()
         return True
 
     def step(self, now_s: float) -> None:
-        """Advance one control period with the latest command, or idle motors after the command timeout."""
+        """Advance one control period with the latest command, or idle motors after the command timeout.
+
+        While :attr:`holding` (``hold_until_command``, no motor commanded yet) the state does not change: the
+        robot rests where it starts, as a real one would sit on its stand until the motors spin.
+        """
+        if self.holding:
+            return
         stale = self._last_command_s is None or now_s - self._last_command_s > self.cfg.command_timeout_s
         if stale and not self.timed_out and self._last_command_s is not None:
             self.command_timeouts += 1

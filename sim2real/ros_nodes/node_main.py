@@ -1,0 +1,46 @@
+"""The common ``main`` of the deploy nodes: create the node from ``--ros-args``, spin, stop cleanly."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from sim2real.ros_nodes.transport import Node, create_node
+from sim2real.utils import CheckpointError
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (launch escalation, systemd) stops like Ctrl-C: cleanup runs
+
+
+def run_node(name: str, build: Callable[[Node], Any], argv: list[str] | None = None) -> int:
+    """Create node ``name`` (the process's ``--ros-args`` when ``argv`` is None), ``build(node)``, spin.
+
+    SIGINT and SIGTERM end the spin; the built object's ``close()`` (if any) runs in every case. Returns the
+    exit status: 0 after a clean stop, 2 when the node cannot start (bad parameter, missing/corrupt file).
+    """
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _sigterm)
+    # A process started in the background of a non-interactive shell inherits SIGINT as *ignored*; a node must
+    # still stop on Ctrl-C / the launcher's SIGINT.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if not logging.getLogger().handlers:  # node logs on stderr, ROS-like: [LEVEL] [name]: message
+        logging.basicConfig(level=logging.INFO, format="[%(levelname)s] [%(name)s]: %(message)s")
+    built = None
+    try:
+        with create_node(name, argv=argv) as node:
+            built = build(node)
+            node.spin()
+    except KeyboardInterrupt:
+        return 0
+    except (CheckpointError, ValueError, TypeError, OSError, RuntimeError) as e:
+        print(f"{name}: error: {e}", file=sys.stderr)
+        return 2
+    finally:
+        close = getattr(built, "close", None)
+        if close is not None:
+            close()
+    return 0

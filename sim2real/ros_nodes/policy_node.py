@@ -1,0 +1,151 @@
+"""``policy_node``: run an exported ``policy.onnx`` on the robot, behind the safety layer.
+
+Topics (relative to the node's namespace; remap them in the launch file):
+
+=================  =========================  ==================================================================
+``odom``           nav_msgs/Odometry in       robot state (pose in the world frame, twist in the body frame)
+``arm``            std_msgs/Bool in           true arms (staged start), false disarms
+``estop``          std_msgs/Bool in           true latches the safe output; ``~/clear_estop`` (true) releases it
+``~/reload``       std_msgs/String in         path of a new policy.onnx, loaded and checked in the background
+``cmd_rpm``        Float32MultiArray out      4 motor set-points in RPM, every control tick (safe output too)
+``~/obs``          Float32MultiArray out      the observation fed to the policy (ticks that ran it)
+``~/action``       Float32MultiArray out      the normalised action commanded (every tick)
+``/diagnostics``   DiagnosticArray out        state, counters, last reload error (``diagnostics_rate_hz``)
+=================  =========================  ==================================================================
+
+The control loop runs on a timer at the policy's control rate (from its metadata), or on every odometry
+message with ``trigger:=odometry`` (lowest latency; the timer then only runs the watchdog). Setting the
+``policy_path`` parameter at run time also reloads. All logic is in
+:class:`~sim2real.ros_nodes.policy_core.PolicyController`.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import fields
+
+from sim2real.firmware_export.onnx_export import OnnxPolicy
+from sim2real.ros_nodes import messages as m
+from sim2real.ros_nodes.node_main import run_node
+from sim2real.ros_nodes.policy_core import OdometrySample, PolicyController, SafetyConfig, State, TickResult
+from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, Node, SetResult
+from sim2real.utils import CheckpointError
+
+_LEVEL = {State.RUNNING: m.DiagnosticStatus.OK, State.DISARMED: m.DiagnosticStatus.OK,
+          State.STALE: m.DiagnosticStatus.WARN, State.FAULT: m.DiagnosticStatus.ERROR,
+          State.ESTOP: m.DiagnosticStatus.ERROR}  # fmt: skip
+
+_DESCRIPTIONS = {
+    "watchdog_timeout_s": "odometry older than this (s) -> safe output",
+    "max_position_error_m": "odometry farther than this from the setpoint (m) is rejected",
+    "max_speed_mps": "odometry faster than this (m/s) is rejected",
+    "max_body_rate_radps": "odometry with a body rate above this (rad/s) is rejected",
+    "action_min": "lower clamp of the normalised motor command",
+    "action_max": "upper clamp of the normalised motor command",
+    "max_action_step": "largest change of a normalised motor command per tick (2 = no limit)",
+    "safe_mode": "safe output: idle (0 RPM) or hover (open-loop hover RPM from the policy metadata)",
+    "autoarm": "arm as soon as odometry is fresh (simulation); a robot should arm on the arm topic",
+}
+
+
+class PolicyNode:
+    """Wires a :class:`PolicyController` to a :class:`~sim2real.ros_nodes.transport.Node`."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        path = node.declare_parameter("policy_path", "", "exported policy.onnx to run")
+        if not path:
+            raise CheckpointError("parameter policy_path is required (an exported policy.onnx)")
+        setpoint = node.declare_parameter("setpoint", [0.0, 0.0, 0.0], "hover position, world frame (m)")
+        defaults = SafetyConfig()
+        values = {}
+        for f in fields(SafetyConfig):
+            kw = {"choices": ["idle", "hover"]} if f.name == "safe_mode" else {}
+            values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), _DESCRIPTIONS.get(f.name, ""), **kw)
+        self.trigger = node.declare_parameter("trigger", "timer", "timer (control rate) or odometry (each message)",
+                                              choices=["timer", "odometry"])  # fmt: skip
+        diag_hz = node.declare_parameter("diagnostics_rate_hz", 5.0, "rate of /diagnostics", min=0.1, max=100.0)
+        self.ctl = PolicyController(OnnxPolicy(path), SafetyConfig(**values), tuple(setpoint))
+        rate = float(self.ctl.adapter.control_rate_hz)
+        node.logger.info("policy %s (run %s): %d -> %d at %.0f Hz, safe mode %s, trigger %s", path,
+                         self.ctl.policy.metadata.get("run_id"), self.ctl.adapter.obs_dim, self.ctl.adapter.act_dim,
+                         rate, self.ctl.cfg.safe_mode, self.trigger)  # fmt: skip
+
+        self.cmd = node.create_publisher(m.Float32MultiArray, "cmd_rpm", DEFAULT)
+        self.obs_pub = node.create_publisher(m.Float32MultiArray, "~/obs", DEFAULT)
+        self.act_pub = node.create_publisher(m.Float32MultiArray, "~/action", DEFAULT)
+        self.diag = node.create_publisher(m.DiagnosticArray, "/diagnostics", DEFAULT)
+        node.create_subscription(m.Odometry, "odom", self._on_odom, SENSOR_DATA)
+        node.create_subscription(m.Bool, "arm", lambda msg: self.ctl.on_arm(msg.data), DEFAULT)
+        node.create_subscription(m.Bool, "estop", self._on_estop, DEFAULT)
+        node.create_subscription(m.Bool, "~/clear_estop", self._on_clear, DEFAULT)
+        node.create_subscription(m.String, "~/reload", lambda msg: self._reload(msg.data), DEFAULT)
+        node.add_on_set_parameters_callback(self._on_params)
+        node.create_timer(1.0 / rate, self._on_timer)
+        node.create_timer(1.0 / diag_hz, self._publish_diagnostics)
+        self._last_state: State | None = None
+
+    # ------------------------------------------------------------------------------------------ callbacks
+    def _on_odom(self, msg: m.Odometry) -> None:
+        if not self.ctl.on_odometry(OdometrySample.from_msg(msg, self.node.monotonic_s())):
+            self.node.logger.warning("odometry rejected: %s", self.ctl.diagnostics()["fault"])
+        if self.trigger == "odometry":
+            self._publish(self.ctl.tick(self.node.monotonic_s()))
+
+    def _on_timer(self) -> None:
+        if self.trigger == "timer":
+            self._publish(self.ctl.tick(self.node.monotonic_s()))
+        elif self.ctl.is_stale(self.node.monotonic_s()):  # odometry-triggered: the watchdog still runs
+            self._publish(self.ctl.tick(self.node.monotonic_s()))
+
+    def _on_estop(self, msg: m.Bool) -> None:
+        if msg.data:
+            self.ctl.on_estop(True)
+            self.node.logger.error("E-STOP: safe output latched (publish true on ~/clear_estop, then arm again)")
+            self._publish(self.ctl.tick(self.node.monotonic_s()))  # act now, not at the next tick
+
+    def _on_clear(self, msg: m.Bool) -> None:
+        if msg.data:
+            self.ctl.clear_estop()
+            self.node.logger.warning("e-stop cleared; disarmed until armed again")
+
+    def _reload(self, path: str) -> None:
+        self.node.logger.info("reloading policy from %s (in the background)", path)
+        self.ctl.request_reload(path)
+
+    def _on_params(self, params: dict) -> SetResult:
+        if "policy_path" in params:
+            self._reload(str(params["policy_path"]))
+        return SetResult(True)
+
+    # ------------------------------------------------------------------------------------------ outputs
+    def _publish(self, out: TickResult) -> None:
+        self.cmd.publish(m.Float32MultiArray.vector(out.rpm.tolist(), "rpm"))
+        if out.obs is not None:
+            self.obs_pub.publish(m.Float32MultiArray.vector(out.obs.tolist(), "obs"))
+        self.act_pub.publish(m.Float32MultiArray.vector(out.action.tolist(), "action"))
+        if out.state is not self._last_state:
+            log = self.node.logger.info if out.state in (State.RUNNING, State.DISARMED) else self.node.logger.warning
+            log("state %s%s", out.state.value, f" ({out.reason})" if out.reason else "")
+            self._last_state = out.state
+
+    def close(self) -> None:
+        """Log the final counters (the node is stopping)."""
+        c = self.ctl.counters
+        self.node.logger.info("stopped after %d ticks (%d ran the policy, %d safe; %d inputs rejected)", c.ticks,
+                              c.policy_ticks, c.safe_ticks, c.rejected_inputs)  # fmt: skip
+
+    def _publish_diagnostics(self) -> None:
+        d = self.ctl.diagnostics()
+        status = m.DiagnosticStatus(_LEVEL[self.ctl.state], f"{self.node.fully_qualified_name}: policy",
+                                    d["state"], "sim2real", [m.KeyValue(k, v) for k, v in d.items()])  # fmt: skip
+        self.diag.publish(m.DiagnosticArray(m.Header(self.node.now(), ""), [status]))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``policy_node`` executable (``--ros-args`` as ``ros2 launch`` passes them)."""
+    return run_node("policy", PolicyNode, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

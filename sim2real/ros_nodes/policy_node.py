@@ -65,8 +65,14 @@ class PolicyNode:
         self.trigger = node.declare_parameter("trigger", "timer", "timer (control rate) or odometry (each message)",
                                               choices=["timer", "odometry"])  # fmt: skip
         diag_hz = node.declare_parameter("diagnostics_rate_hz", 5.0, "rate of /diagnostics", min=0.1, max=100.0)
+        rate_override = node.declare_parameter(
+            "control_rate_hz", 0.0, "control timer rate (Hz); 0 = the policy's trained rate (metadata)", min=0.0, max=2000.0
+        )
         self.ctl = PolicyController(OnnxPolicy(path), SafetyConfig(**values), tuple(setpoint))
-        rate = float(self.ctl.adapter.control_rate_hz)
+        rate = float(rate_override or self.ctl.adapter.control_rate_hz)
+        if rate_override and abs(rate_override - self.ctl.adapter.control_rate_hz) > 1e-9:
+            node.logger.warning("control_rate_hz %.1f differs from the policy's trained %.1f Hz", rate,
+                                self.ctl.adapter.control_rate_hz)  # fmt: skip
         node.logger.info("policy %s (run %s): %d -> %d at %.0f Hz, safe mode %s, trigger %s", path,
                          self.ctl.policy.metadata.get("run_id"), self.ctl.adapter.obs_dim, self.ctl.adapter.act_dim,
                          rate, self.ctl.cfg.safe_mode, self.trigger)  # fmt: skip

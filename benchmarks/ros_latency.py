@@ -1,0 +1,134 @@
+"""Latency and sustained rate of ``policy_node`` on the dds backend (Cyclone DDS over loopback).
+
+The policy node runs as its own process, exactly as ``sim2real launch`` starts it. This script plays the
+robot in a second process: it publishes ``nav_msgs/Odometry`` and receives the node's ``cmd_rpm``.
+
+* **Latency, odometry in -> command out** (``trigger:=odometry``: the node runs the policy on every odometry
+  message). Each odometry carries its sequence number in the position (``x = k * 1e-6`` m, far below anything
+  that matters to the policy); the node's ``~/obs`` gives it back, and the command published in the same
+  tick (same reliable writer order) is paired with it. Latency = command arrival - odometry publish time, so
+  it includes two DDS hops, (de)serialisation, observation assembly and onnxruntime.
+* **Sustained rate** (``trigger:=timer`` at 100 and 500 Hz): command intervals over the run (p50/p99/max),
+  achieved rate, and missed ticks (intervals above 1.5 periods), with odometry streaming at the same rate.
+
+    python benchmarks/ros_latency.py [--duration 60]
+
+Writes ``benchmarks/results/ros_latency.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+POLICY = ROOT / "tests" / "data" / "quadrotor_hover.onnx"
+os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+
+from sim2real.ros_nodes import messages as m  # noqa: E402
+from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, create_node  # noqa: E402
+from sim2real.utils import write_text_atomic  # noqa: E402
+
+
+def start_policy_node(domain: int, *params: str) -> subprocess.Popen[str]:
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), SIM2REAL_ROS_BACKEND="dds", PYTHONUNBUFFERED="1")
+    args = ["--ros-args", "-r", "__ns:=/bench", "-p", f"policy_path:={POLICY}", "-p", "autoarm:=true",
+            "-p", "watchdog_timeout_s:=0.5", *[a for p in params for a in ("-p", p)]]  # fmt: skip
+    code = "import sys; from sim2real.ros_nodes.policy_node import main; sys.exit(main())"
+    return subprocess.Popen([sys.executable, "-c", code, *args], env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
+
+
+def run(domain: int, rate_hz: float, duration: float, trigger: str) -> dict[str, float]:
+    """Stream odometry at ``rate_hz`` for ``duration`` s to a fresh policy node; figures of the run."""
+    proc = start_policy_node(domain, f"trigger:={trigger}", f"control_rate_hz:={rate_hz}")
+    sent: dict[int, float] = {}
+    cmd_t: list[float] = []
+    obs_k: list[int] = []
+    try:
+        with create_node("bench", "/bench", argv=[], backend="dds", domain_id=domain) as node:
+            odom = node.create_publisher(m.Odometry, "odom", SENSOR_DATA)
+            node.create_subscription(m.Float32MultiArray, "cmd_rpm", lambda _: cmd_t.append(time.perf_counter()),
+                                     DEFAULT)  # fmt: skip
+            node.create_subscription(m.Float32MultiArray, "policy/obs",
+                                     lambda msg: obs_k.append(round(msg.data[0] / 1e-6)), DEFAULT)  # fmt: skip
+            deadline = time.monotonic() + 60
+            while not cmd_t and time.monotonic() < deadline:  # wait for discovery + the node's start-up
+                odom.publish(m.Odometry())
+                node.spin_once(0.05)
+            if not cmd_t:
+                raise SystemExit(f"the policy node did not answer: {proc.stderr.read() if proc.poll() else ''}")
+            cmd_t.clear()
+            obs_k.clear()
+            period, k = 1.0 / rate_hz, 1
+            t_next = time.perf_counter()
+            end = t_next + duration
+            while t_next < end:
+                now = time.perf_counter()
+                if now >= t_next:
+                    sent[k] = time.perf_counter()
+                    odom.publish(m.Odometry(pose=m.PoseWithCovariance(m.Pose(m.Point(k * 1e-6, 0.0, 0.0)))))
+                    k, t_next = k + 1, t_next + period
+                node.spin_once(max(0.0, min(t_next - time.perf_counter(), 0.002)))
+            drain = time.monotonic() + 0.5
+            while time.monotonic() < drain:
+                node.spin_once(0.01)
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.wait(20)
+    last = max(sent.values())  # the streaming window only (the watchdog's safe tick after it is not a tick interval)
+    keep = [i for i, t in enumerate(cmd_t) if t <= last + 0.05]
+    cmd_t, obs_k = [cmd_t[i] for i in keep], [obs_k[i] for i in keep if i < len(obs_k)]
+    iv = np.diff(cmd_t) * 1e3
+    out = {"rate_hz": rate_hz, "trigger": trigger, "duration_s": duration, "odometry_sent": len(sent),
+           "commands": len(cmd_t), "achieved_rate_hz": (len(cmd_t) - 1) / (cmd_t[-1] - cmd_t[0]),
+           "interval_ms_p50": float(np.percentile(iv, 50)), "interval_ms_p99": float(np.percentile(iv, 99)),
+           "interval_ms_max": float(iv.max()), "missed_ticks": int((iv > 1.5e3 / rate_hz).sum())}  # fmt: skip
+    if trigger == "odometry":
+        n = min(len(cmd_t), len(obs_k))
+        lat = np.array([cmd_t[i] - sent[obs_k[i]] for i in range(n) if obs_k[i] in sent]) * 1e3
+        out.update(latency_ms_p50=float(np.percentile(lat, 50)), latency_ms_p99=float(np.percentile(lat, 99)),
+                   latency_ms_max=float(lat.max()), latency_samples=int(len(lat)),
+                   dropped=len(sent) - len(lat))  # fmt: skip
+    return out
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--duration", type=float, default=60.0, help="seconds per measurement (default 60)")
+    p.add_argument("--rates", type=float, nargs="+", default=[100.0, 500.0], help="rates in Hz")
+    p.add_argument("--domain", type=int, default=91, help="ROS_DOMAIN_ID of the benchmark (default 91)")
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ros_latency.json"))
+    args = p.parse_args()
+    rows = []
+    for i, (trigger, rate) in enumerate([(t, r) for t in ("odometry", "timer") for r in args.rates]):
+        rows.append(run(args.domain + i, rate, args.duration, trigger))
+        print(f"{trigger:8s} {rate:5.0f} Hz done", file=sys.stderr)
+    print(f"\npolicy_node on the dds backend (Cyclone DDS, loopback), {args.duration:g} s per row, policy {POLICY.name}")
+    head = (f"{'trigger':9s} {'rate':>6s} {'achieved':>9s} {'interval p50/p99/max ms':>24s} {'missed':>6s} "
+            f"{'latency p50/p99/max ms':>24s} {'dropped':>7s}")  # fmt: skip
+    print(head)
+    print("-" * len(head))
+    for r in rows:
+        lat = (f"{r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} / {r['latency_ms_max']:.2f}"
+               if "latency_ms_p50" in r else "-")  # fmt: skip
+        iv = f"{r['interval_ms_p50']:.2f} / {r['interval_ms_p99']:.2f} / {r['interval_ms_max']:.2f}"
+        print(f"{r['trigger']:9s} {r['rate_hz']:6.0f} {r['achieved_rate_hz']:9.1f} {iv:>24s} {r['missed_ticks']:6d} "
+              f"{lat:>24s} {r.get('dropped', '-')!s:>7s}")
+    result = {"machine": f"{platform.machine()} {os.cpu_count()} cpus", "python": platform.python_version(), "rows": rows}
+    write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
+    print(f"\nwrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,4 +1,4 @@
-"""``sim2real`` command line: list tasks, train, export, evaluate, and the one-command demo.
+"""``sim2real`` command line: list tasks, train, export, evaluate, launch the ROS 2 nodes, and the one-command demo.
 
 Every failure the user can cause (bad arguments, unknown task, missing/corrupt files, unwritable
 directories, NaN policies) ends with one ``error: ...`` line on stderr and exit status 2.
@@ -25,7 +25,16 @@ EXAMPLES = """examples:
   sim2real hil runs/quadrotor-hover/20261121-101500_sac_s0 --qemu netduinoplus2
   sim2real hil runs/quadrotor-hover/20261121-101500_sac_s0 --port /dev/ttyACM0
   sim2real eval runs/quadrotor-hover/20261121-101500_sac_s0 --episodes 200
+  sim2real launch launch/quadrotor_sim.launch.xml policy:=runs/quadrotor-hover/20261121-101500_sac_s0/exported/policy.onnx
+  sim2real launch quadrotor_sim.launch.xml policy:=policy.onnx namespace:=cf2 --print
   sim2real demo
+"""
+
+LAUNCH_EXAMPLES = """examples:
+  sim2real launch launch/quadrotor_sim.launch.xml policy:=policy.onnx                # until Ctrl-C
+  sim2real launch quadrotor_sim.launch.xml policy:=policy.onnx --print               # show, start nothing
+  sim2real launch quadrotor_sim.launch.xml policy:=policy.onnx seed:=3 --duration 30 # scripted run
+  sim2real launch quadrotor_robot.launch.xml policy:=policy.onnx odom_topic:=/mocap/cf1/odom --exit-on-failure
 """
 
 
@@ -162,6 +171,33 @@ def _build_parser() -> argparse.ArgumentParser:
     h.add_argument("--out", default=None, help="directory for hil.json and hil_trajectory.png (default: beside the policy)")
     h.add_argument("--json", action="store_true", help="print the result as JSON")
 
+    la = sub.add_parser(
+        "launch",
+        help="run a ROS 2 XML launch file's sim2real nodes without ROS (dds backend)",
+        description="Run the nodes of a ROS 2 XML launch file (the subset valid on Humble and Jazzy: arg, let, group, "
+        "push_ros_namespace, node with param/remap/env, if/unless; $(var) $(env) $(find-pkg-share) "
+        "$(find-pkg-prefix) $(dirname) $(filename) $(anon) $(not|and|or)) as ros2 launch would: one process per "
+        "node with --ros-args (name, namespace, parameter files and values, remaps) and SIM2REAL_ROS_BACKEND=dds. "
+        "Output lines are prefixed with [name]. Ctrl-C (or SIGTERM) sends SIGINT to every node, SIGTERM after "
+        "--grace seconds, then SIGKILL; each node's exit status is reported. Exit status 0 when every node "
+        "stopped cleanly, 1 otherwise, 2 on a launch file or argument error.",
+        epilog=LAUNCH_EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    la.add_argument("file", metavar="FILE",
+                    help="launch file path, or a file name in $(find-pkg-share sim2real)/launch")
+    la.add_argument("launch_args", nargs="*", metavar="NAME:=VALUE",
+                    help="launch arguments declared by the file's <arg> tags (undeclared names are an error)")
+    la.add_argument("--print", dest="print_only", action="store_true",
+                    help="print the resolved arguments and processes (command lines, parameters) and start nothing")
+    la.add_argument("--exit-on-failure", action="store_true",
+                    help="stop every node when one exits with a non-zero status (default: report it, keep the others)")
+    la.add_argument("--duration", type=float, default=None, metavar="S",
+                    help="stop the launch after S seconds (scripted runs, tests); default: until Ctrl-C or no node left")
+    la.add_argument("--grace", type=float, default=5.0, metavar="S",
+                    help="seconds between SIGINT and SIGTERM, and between SIGTERM and SIGKILL, on shutdown (default 5)")
+    la.add_argument("--verbose", action="store_true", help="debug log lines (where the package files were found)")
+
     d = sub.add_parser(
         "demo",
         help="train the default quadrotor task, export, evaluate, print the result",
@@ -278,122 +314,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from sim2real.firmware_export.onnx_export import export_onnx, read_metadata
 
-    if args.format == "c":
-        return cmd_export_c(args)
-    if args.format == "firmware":
-        return cmd_export_firmware(args)
+    if args.format in ("c", "firmware"):
+        from sim2real.cli_deploy import cmd_export_c, cmd_export_firmware
+
+        return (cmd_export_c if args.format == "c" else cmd_export_firmware)(args)
 
     path = export_onnx(args.source, Path(args.out) if args.out else None, opset=args.opset, atol=args.atol)
     meta = read_metadata(path)
     print(f"wrote {path} (obs_dim {meta['obs_dim']}, act_dim {meta['act_dim']}, "
           f"parity max|diff| {meta.get('parity_max_abs_diff', float('nan')):.2e})")  # fmt: skip
     return 0
-
-
-def cmd_export_c(args: argparse.Namespace) -> int:
-    import shutil
-
-    import numpy as np
-
-    from sim2real.firmware_export.c_codegen import generate_c
-    from sim2real.firmware_export.c_host import HostPolicy
-    from sim2real.firmware_export.onnx_export import OnnxPolicy
-
-    if args.check_samples < 0:
-        raise ValueError(f"--check-samples must be >= 0, got {args.check_samples}")
-    onnx_path = _resolve_policy(args.source)
-    out = Path(args.out) if args.out else onnx_path.parent / f"c_{args.target}{'_int8' if args.int8 else ''}"
-    ex = generate_c(onnx_path, out, target=args.target, int8=args.int8, fma=args.fma)
-    man = ex.manifest
-    print(f"wrote {ex.header} and {ex.source}")
-    print(f"  {man['obs_dim']} -> {man['act_dim']}, layers {man['layers']}, {man['macs']} multiply-adds, "
-          f"{man['parameter_bytes']} parameter bytes, model hash {man['model_hash']}, fma {man['fma']}")
-    if man["int8_error"]:
-        e = man["int8_error"]
-        print(f"  int8 accuracy loss vs float32 over {e['samples']} observations: max {e['max_abs']:.2e}, "
-              f"mean {e['mean_abs']:.2e} (action units, range [-1, 1])")
-    if args.check_samples and shutil.which("gcc"):
-        host = HostPolicy(out, man["obs_dim"], man["act_dim"], ["-DPOLICY_USE_FMA"] if man["fma"] else None)
-        x = ex.model.normalizer_samples(args.check_samples, seed=123)
-        ref = ex.model.forward(x) if args.int8 else OnnxPolicy(onnx_path)(x)
-        what = "numpy int8 reference" if args.int8 else "onnxruntime"
-        print(f"  host build check: max |C - {what}| = {float(np.abs(host(x) - ref).max()):.2e} "
-              f"over {args.check_samples} observations")
-    elif args.check_samples:
-        print("  host build check skipped: no gcc on PATH")
-    return 0
-
-
-def cmd_export_firmware(args: argparse.Namespace) -> int:
-    from sim2real.firmware_export.c_codegen import generate_c
-    from sim2real.firmware_export.firmware import build_firmware
-
-    onnx_path = _resolve_policy(args.source)
-    out = Path(args.out) if args.out else onnx_path.parent / f"firmware_{args.board}{'_int8' if args.int8 else ''}"
-    ex = generate_c(onnx_path, out / "c", target="cortex-m4", int8=args.int8)
-    fw = build_firmware(out / "c", args.board, out, mode=args.mode)
-    print(f"wrote {fw.elf} and {fw.bin} ({args.mode} firmware for {args.board}, model hash {ex.manifest['model_hash']})")
-    print(f"  image:  flash {fw.sizes.flash} B (text {fw.sizes.text}, data {fw.sizes.data}), "
-          f"RAM {fw.sizes.ram} B (bss {fw.sizes.bss}, 4 KB stack included)")
-    print(f"  policy: flash {fw.policy_sizes.flash} B, RAM {fw.policy_sizes.ram} B; {ex.manifest['macs']} multiply-adds")
-    if args.verify:
-        from sim2real.firmware_export.qemu import run_selftest
-
-        test = build_firmware(out / "c", args.board, out / "selftest", mode="selftest")
-        rc = run_selftest(test.elf, args.board)
-        print(f"  QEMU self-test on {args.board}: " + ("PASS (golden pair reproduced)" if rc == 0 else f"FAIL (exit {rc})"))
-        return 0 if rc == 0 else 1
-    return 0
-
-
-def cmd_hil(args: argparse.Namespace) -> int:
-    import contextlib
-    import tempfile
-
-    from sim2real.eval import plot_trajectories, write_results
-    from sim2real.firmware_export.hil import HILConfig, run_hil
-    from sim2real.firmware_export.serial_link import SerialLink
-
-    onnx_path = _resolve_policy(args.source)
-    cfg = HILConfig(duration_s=args.duration, start=args.start, seed=args.seed, safe_action=args.safe_action,
-                    compact=not args.full_frames)
-    with contextlib.ExitStack() as stack:
-        url = args.port
-        if args.qemu:
-            from sim2real.firmware_export.c_codegen import generate_c
-            from sim2real.firmware_export.firmware import build_firmware
-            from sim2real.firmware_export.qemu import QemuSerial
-
-            tmp = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="sim2real_hil_")))
-            generate_c(onnx_path, tmp / "c", target="cortex-m4")
-            fw = build_firmware(tmp / "c", args.qemu, tmp / "fw")
-            url = stack.enter_context(QemuSerial(fw.elf, args.qemu)).url
-            print(f"QEMU {args.qemu} running the firmware on {url} (flash {fw.sizes.flash} B, RAM {fw.sizes.ram} B)")
-        link = stack.enter_context(SerialLink(url, timeout=args.timeout, retries=args.retries, baudrate=args.baudrate))
-        link.wait_ready()
-        result = run_hil(link, onnx_path, cfg)
-        if args.qemu:
-            link.quit()
-    out = Path(args.out) if args.out else onnx_path.parent / "hil"
-    out.mkdir(parents=True, exist_ok=True)
-    data = {**result.to_json(), "policy": str(onnx_path), "port": args.port or f"qemu:{args.qemu}", "config": vars(cfg)}
-    write_results(data, out / "hil.json")
-    plot_trajectories({f"HIL {args.start}": result.traj}, out / "hil_trajectory.png")
-    if args.json:
-        print(json.dumps(data, indent=2))
-    else:
-        m, r = result.metrics, result.rtt_ms
-        print(f"HIL {result.ticks} ticks ({args.duration:g} s) on {result.device['board']}: left box "
-              f"{'yes' if m['left_box_fraction'] else 'no'}, mean |p| over last 2 s {m['pos_error_last2s_m']:.3f} m, "
-              f"fallbacks {result.fallbacks}")
-        print(f"  device vs onnxruntime max |diff| {result.max_abs_diff_vs_onnx:.2e}; device "
-              f"{result.device_ticks_mean:.0f} ticks/inference at {result.device_tick_hz / 1e6:g} MHz; round trip "
-              f"p50 {r['p50']:.1f} ms, p99 {r['p99']:.1f} ms; counters {result.counters}")
-        print(f"  frames: {result.full_frames} full, {result.compact_frames} compact, {result.resyncs} resyncs; "
-              f"{result.bytes_sent_per_tick:.0f} bytes sent per tick; wall {result.wall_s:.1f} s")
-        print(("PASS" if result.passed else "FAIL") + f" (criterion: stays in the box, error < 0.10 m, no fallback); "
-              f"wrote {out / 'hil.json'}, {out / 'hil_trajectory.png'}")
-    return 0 if result.passed else 1
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -459,16 +389,16 @@ def _print_eval(results: dict[str, Any]) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sim2real`` console script; returns the exit status."""
     args = _build_parser().parse_args(argv)
-    from sim2real.utils import CheckpointError
+    from sim2real import cli_deploy
 
-    handlers = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "export": cmd_export, "hil": cmd_hil,
-                "demo": cmd_demo}
+    handlers = {"list": cmd_list, "train": cmd_train, "eval": cmd_eval, "export": cmd_export,
+                "hil": cli_deploy.cmd_hil, "launch": cli_deploy.cmd_launch, "demo": cmd_demo}
     try:
         return handlers[args.command](args)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, TypeError, OSError, CheckpointError, RuntimeError) as e:
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as e:  # CheckpointError is a ValueError
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2

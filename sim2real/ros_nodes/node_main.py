@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -16,10 +17,21 @@ def _sigterm(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt  # SIGTERM (launch escalation, systemd) stops like Ctrl-C: cleanup runs
 
 
+def _drain(node: Node, seconds: float) -> None:
+    """Keep taking messages for ``seconds`` after the stop request (a recorder catches what is in flight)."""
+    end = time.monotonic() + seconds
+    try:
+        while time.monotonic() < end:
+            node.spin_once(0.02)
+    except KeyboardInterrupt:  # a second Ctrl-C: stop now
+        pass
+
+
 def run_node(name: str, build: Callable[[Node], Any], argv: list[str] | None = None) -> int:
     """Create node ``name`` (the process's ``--ros-args`` when ``argv`` is None), ``build(node)``, spin.
 
-    SIGINT and SIGTERM end the spin; the built object's ``close()`` (if any) runs in every case. Returns the
+    SIGINT and SIGTERM end the spin; a built object with ``drain_s`` keeps spinning that long first (messages
+    in flight), and its ``close()`` (if any) runs in every case. Returns the
     exit status: 0 after a clean stop, 2 when the node cannot start (bad parameter, missing/corrupt file).
     """
     if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
@@ -33,7 +45,10 @@ def run_node(name: str, build: Callable[[Node], Any], argv: list[str] | None = N
     try:
         with create_node(name, argv=argv) as node:
             built = build(node)
-            node.spin()
+            try:
+                node.spin()
+            except KeyboardInterrupt:
+                _drain(node, float(getattr(built, "drain_s", 0.0)))
     except KeyboardInterrupt:
         return 0
     except (CheckpointError, ValueError, TypeError, OSError, RuntimeError) as e:

@@ -64,6 +64,8 @@ class RecorderNode:
         chunk = node.declare_parameter("chunk_bytes", 256 * 1024, "MCAP chunk size (bytes)", min=1024)
         flush = node.declare_parameter("flush_interval_s", 0.5, "flush at least this often (s)", min=0.01, max=60.0)
         compression = node.declare_parameter("compression", "zstd", "chunk compression", choices=["zstd", "lz4", "none"])
+        self.drain_s = node.declare_parameter("drain_s", 0.3, "keep recording this long after SIGINT (in-flight "
+                                              "messages of nodes stopping at the same time)", min=0.0, max=10.0)  # fmt: skip
         specs = [parse_topic(t) for t in topics]
         out_dir.mkdir(parents=True, exist_ok=True)
         stamp = time.strftime("%Y%m%d-%H%M%S")

@@ -53,14 +53,15 @@ def run(domain: int, rate_hz: float, duration: float, trigger: str) -> dict[str,
     proc = start_policy_node(domain, f"trigger:={trigger}", f"control_rate_hz:={rate_hz}")
     sent: dict[int, float] = {}
     cmd_t: list[float] = []
-    obs_k: list[int] = []
+    obs_k: list[tuple[float, int]] = []  # (arrival time, sequence number of the odometry it came from)
     try:
         with create_node("bench", "/bench", argv=[], backend="dds", domain_id=domain) as node:
             odom = node.create_publisher(m.Odometry, "odom", SENSOR_DATA)
             node.create_subscription(m.Float32MultiArray, "cmd_rpm", lambda _: cmd_t.append(time.perf_counter()),
                                      DEFAULT)  # fmt: skip
             node.create_subscription(m.Float32MultiArray, "policy/obs",
-                                     lambda msg: obs_k.append(round(msg.data[0] / 1e-6)), DEFAULT)  # fmt: skip
+                                     lambda msg: obs_k.append((time.perf_counter(), round(msg.data[0] / 1e-6))),
+                                     DEFAULT)  # fmt: skip
             deadline = time.monotonic() + 60
             while not cmd_t and time.monotonic() < deadline:  # wait for discovery + the node's start-up
                 odom.publish(m.Odometry())
@@ -86,16 +87,19 @@ def run(domain: int, rate_hz: float, duration: float, trigger: str) -> dict[str,
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
     last = max(sent.values())  # the streaming window only (the watchdog's safe tick after it is not a tick interval)
-    keep = [i for i, t in enumerate(cmd_t) if t <= last + 0.05]
-    cmd_t, obs_k = [cmd_t[i] for i in keep], [obs_k[i] for i in keep if i < len(obs_k)]
+    cmd_t = [t for t in cmd_t if t <= last + 0.05]
     iv = np.diff(cmd_t) * 1e3
     out = {"rate_hz": rate_hz, "trigger": trigger, "duration_s": duration, "odometry_sent": len(sent),
            "commands": len(cmd_t), "achieved_rate_hz": (len(cmd_t) - 1) / (cmd_t[-1] - cmd_t[0]),
            "interval_ms_p50": float(np.percentile(iv, 50)), "interval_ms_p99": float(np.percentile(iv, 99)),
            "interval_ms_max": float(iv.max()), "missed_ticks": int((iv > 1.5e3 / rate_hz).sum())}  # fmt: skip
     if trigger == "odometry":
-        n = min(len(cmd_t), len(obs_k))
-        lat = np.array([cmd_t[i] - sent[obs_k[i]] for i in range(n) if obs_k[i] in sent]) * 1e3
+        # The node publishes a tick's command, then its observation, on reliable writers: the command of the
+        # tick that used odometry k is the last one that arrived before the observation carrying k.
+        cmds = np.array(cmd_t)
+        pairs = [(cmds[j - 1], sent[k]) for t_obs, k in obs_k
+                 if k in sent and (j := int(np.searchsorted(cmds, t_obs, side="right"))) > 0]  # fmt: skip
+        lat = np.array([c - s for c, s in pairs]) * 1e3
         out.update(latency_ms_p50=float(np.percentile(lat, 50)), latency_ms_p99=float(np.percentile(lat, 99)),
                    latency_ms_max=float(lat.max()), latency_samples=int(len(lat)),
                    dropped=len(sent) - len(lat))  # fmt: skip
@@ -106,11 +110,12 @@ def main() -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--duration", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--rates", type=float, nargs="+", default=[100.0, 500.0], help="rates in Hz")
+    p.add_argument("--triggers", nargs="+", default=["odometry", "timer"], choices=["odometry", "timer"])
     p.add_argument("--domain", type=int, default=91, help="ROS_DOMAIN_ID of the benchmark (default 91)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ros_latency.json"))
     args = p.parse_args()
     rows = []
-    for i, (trigger, rate) in enumerate([(t, r) for t in ("odometry", "timer") for r in args.rates]):
+    for i, (trigger, rate) in enumerate([(t, r) for t in args.triggers for r in args.rates]):
         rows.append(run(args.domain + i, rate, args.duration, trigger))
         print(f"{trigger:8s} {rate:5.0f} Hz done", file=sys.stderr)
     print(f"\npolicy_node on the dds backend (Cyclone DDS, loopback), {args.duration:g} s per row, policy {POLICY.name}")

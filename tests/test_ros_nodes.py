@@ -47,8 +47,8 @@ class Graph:
         self._thread = threading.Thread(target=self.node.spin, daemon=True)
         self._thread.start()
 
-    def hover_odom(self, x: float = 0.02) -> m.Odometry:
-        return m.Odometry(pose=m.PoseWithCovariance(m.Pose(m.Point(x, 0.0, 0.0))))
+    def hover_odom(self, x: float = 0.02, frame: str = "world") -> m.Odometry:
+        return m.Odometry(m.Header(frame_id=frame), pose=m.PoseWithCovariance(m.Pose(m.Point(x, 0.0, 0.0))))
 
     def run(self, seconds: float, odom: m.Odometry | None = None) -> None:
         """Spin the test node for ``seconds``, publishing ``odom`` at 100 Hz when given."""
@@ -92,6 +92,22 @@ def test_nan_odometry_is_rejected_with_safe_output(graph: Graph) -> None:
     graph.run(0.2, bad)
     assert all(_idle(cmd) for _, cmd in graph.cmds[n + 2 :]) and graph.policy.ctl.counters.rejected_inputs > 5
     assert graph.policy.ctl.diagnostics()["fault"] == "non-finite odometry"
+
+
+def test_odometry_in_the_wrong_frame_is_rejected(graph: Graph) -> None:
+    graph.run(0.5, graph.hover_odom())
+    n = len(graph.cmds)
+    graph.run(0.2, graph.hover_odom(frame="map"))
+    assert all(_idle(cmd) for _, cmd in graph.cmds[n + 2 :]) and "expected 'world'" in graph.policy.ctl.diagnostics()["fault"]
+
+
+def test_policy_for_another_robot_model_is_refused_at_start() -> None:
+    from sim2real.utils import CheckpointError
+
+    args = ["--ros-args", "-p", f"policy_path:={TRAINED}", "-p", "robot_model:=crazyflie-newer"]
+    with create_node("policy", argv=args, backend="dds", domain_id=next(_DOMAINS)) as node:
+        with pytest.raises(CheckpointError, match="trained for robot model 'crazyflie-paper'"):
+            PolicyNode(node)
 
 
 def test_estop_latches_the_safe_output(graph: Graph) -> None:

@@ -208,12 +208,16 @@ class PolicyController:
             return "body rate beyond max_body_rate_radps"
         return ""
 
+    def reject_input(self, problem: str) -> None:
+        """Count a rejected input and enter ``FAULT`` (safe output) until the next valid sample."""
+        self.counters.rejected_inputs += 1
+        self._fault = problem
+
     def on_odometry(self, odom: OdometrySample) -> bool:
         """Store a valid sample (True) or reject it and enter ``FAULT`` until the next valid one (False)."""
         problem = self.input_problem(odom)
         if problem:
-            self.counters.rejected_inputs += 1
-            self._fault = problem
+            self.reject_input(problem)
             return False
         self._odom, self._fault = odom, ""
         return True

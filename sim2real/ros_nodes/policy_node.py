@@ -68,7 +68,14 @@ class PolicyNode:
         rate_override = node.declare_parameter(
             "control_rate_hz", 0.0, "control timer rate (Hz); 0 = the policy's trained rate (metadata)", min=0.0, max=2000.0
         )
-        self.ctl = PolicyController(OnnxPolicy(path), SafetyConfig(**values), tuple(setpoint))
+        self.frame = node.declare_parameter("odom_frame", "", "required header.frame_id of the odometry ('' = any)")
+        robot_model = node.declare_parameter("robot_model", "", "refuse policies trained for another robot model "
+                                             "(e.g. crazyflie-paper; '' = the policy's)")  # fmt: skip
+        policy = OnnxPolicy(path)
+        trained_for = (policy.metadata.get("robot") or {}).get("model", "")
+        if robot_model and trained_for != robot_model:
+            raise CheckpointError(f"{path} was trained for robot model {trained_for!r}, this robot is {robot_model!r}")
+        self.ctl = PolicyController(policy, SafetyConfig(**values), tuple(setpoint))
         rate = float(rate_override or self.ctl.adapter.control_rate_hz)
         if rate_override and abs(rate_override - self.ctl.adapter.control_rate_hz) > 1e-9:
             node.logger.warning("control_rate_hz %.1f differs from the policy's trained %.1f Hz", rate,
@@ -93,7 +100,10 @@ class PolicyNode:
 
     # ------------------------------------------------------------------------------------------ callbacks
     def _on_odom(self, msg: m.Odometry) -> None:
-        if not self.ctl.on_odometry(OdometrySample.from_msg(msg, self.node.monotonic_s())):
+        if self.frame and msg.header.frame_id != self.frame:
+            self.ctl.reject_input(f"odometry in frame {msg.header.frame_id!r}, expected {self.frame!r}")
+            self.node.logger.warning("odometry rejected: %s", self.ctl.diagnostics()["fault"])
+        elif not self.ctl.on_odometry(OdometrySample.from_msg(msg, self.node.monotonic_s())):
             self.node.logger.warning("odometry rejected: %s", self.ctl.diagnostics()["fault"])
         if self.trigger == "odometry":
             self._publish(self.ctl.tick(self.node.monotonic_s()))

@@ -41,7 +41,7 @@ from sim2real.ros_nodes.transport.names import (
     resolve_topic_name,
     validate_node_name,
 )
-from sim2real.ros_nodes.transport.params import ParameterCallback, RosArgs, SetResult, parse_ros_args
+from sim2real.ros_nodes.transport.params import ParameterCallback, ParameterSpec, RosArgs, SetResult, parse_ros_args
 
 __all__ = [
     "BACKEND_ENV",
@@ -326,7 +326,6 @@ class Node(abc.ABC):
         """
 
     # ---------------------------------------------------------------------------------------- parameters
-    @abc.abstractmethod
     def declare_parameter(
         self,
         name: str,
@@ -358,6 +357,14 @@ class Node(abc.ABC):
             ParameterError: Bad name or type, constraint broken by the default or the override, already declared,
                 or rejected by a set-parameters callback.
         """
+        spec = ParameterSpec.make(
+            name, default, description, min=min, max=max, choices=choices, read_only=read_only, param_type=param_type
+        )
+        return self._declare(spec)
+
+    @abc.abstractmethod
+    def _declare(self, spec: ParameterSpec) -> Any:
+        """Backend part of :meth:`declare_parameter`: register ``spec``, return the value in effect."""
 
     @abc.abstractmethod
     def get_parameter(self, name: str) -> Any:

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from cyclonedds.core import GuardCondition, InstanceState, Policy, Qos, ReadCondition, SampleState, ViewState, WaitSet
@@ -345,21 +345,7 @@ class DdsNode(Node):
         return timer
 
     # ---------------------------------------------------------------------------------------- parameters
-    def declare_parameter(
-        self,
-        name: str,
-        default: Any,
-        description: str = "",
-        *,
-        min: float | None = None,
-        max: float | None = None,
-        choices: Iterable[Any] | None = None,
-        read_only: bool = False,
-        param_type: str | None = None,
-    ) -> Any:
-        spec = ParameterSpec.make(
-            name, default, description, min=min, max=max, choices=choices, read_only=read_only, param_type=param_type
-        )
+    def _declare(self, spec: ParameterSpec) -> Any:
         return self._params.declare(spec)
 
     def get_parameter(self, name: str) -> Any:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import sys
 import threading
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 from sim2real.ros_nodes import messages
@@ -333,21 +333,8 @@ class RclpyNode(Node):
         if isinstance(overrides, dict) and spec.name in overrides:
             overrides[spec.name] = self._parameter(spec, spec.coerce(_plain(overrides[spec.name].value), "override"))
 
-    def declare_parameter(
-        self,
-        name: str,
-        default: Any,
-        description: str = "",
-        *,
-        min: float | None = None,
-        max: float | None = None,
-        choices: Iterable[Any] | None = None,
-        read_only: bool = False,
-        param_type: str | None = None,
-    ) -> Any:
-        spec = ParameterSpec.make(
-            name, default, description, min=min, max=max, choices=choices, read_only=read_only, param_type=param_type
-        )
+    def _declare(self, spec: ParameterSpec) -> Any:
+        name = spec.name
         if name in self._specs or self.rcl_node.has_parameter(name):
             raise ParameterError(f"parameter {name!r} is already declared")
         self._fix_override(spec)

@@ -136,7 +136,8 @@ def test_robot_launch_file_with_overrides() -> None:
     assert ParamValue("autoarm", False, "false") in policy.params
     assert policy.ros_argv() == [
         "--ros-args", "-r", "__node:=policy", "-r", "__ns:=/cf2", "--params-file", str(REPO / "config" / "quadrotor.yaml"),
-        "-p", "policy_path:=/tmp/p.onnx", "-p", "autoarm:=false", "-r", "odom:=/mocap/odom", "-r", "cmd_rpm:=cmd_rpm",
+        "-p", "policy_path:=/tmp/p.onnx", "-p", "autoarm:=false", "-p", "require_recorder:=true",
+        "-r", "odom:=/mocap/odom", "-r", "cmd_rpm:=cmd_rpm",
     ]  # fmt: skip
     assert desc.values["namespace"] == "cf2" and desc.given == {"policy", "namespace", "odom_topic"}
     assert desc.packages["sim2real"].source in ("source checkout", "installed data files (sys.prefix)",

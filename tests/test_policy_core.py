@@ -92,6 +92,12 @@ def test_staged_start_and_autoarm(policy: OnnxPolicy) -> None:
     auto = PolicyController(policy, SafetyConfig(autoarm=True))
     assert auto.tick(0.0).state is State.DISARMED  # no odometry yet: not armed
     auto.on_odometry(_odom(env, 0.0))
+    auto.arm_inhibit = "waiting for a recorder"  # e.g. require_recorder and nobody subscribed yet
+    out = auto.tick(0.0)
+    assert out.state is State.DISARMED and "waiting for a recorder" in out.reason
+    auto.on_arm(True)
+    assert auto.tick(0.0).state is State.DISARMED
+    auto.arm_inhibit = ""
     assert auto.tick(0.0).state is State.RUNNING
 
 

@@ -196,8 +196,13 @@ def test_quadrotor_hovers_20s_through_sim2real_launch(tmp_path: Path) -> None:
     flying = (t >= -20.0) & (t <= 0.0)  # the last 20 s under the policy
     assert t[0] < -22 and err[flying].max() < 0.10, (err[flying].max(), t[0])
     assert err[0] > 0.05  # it took off from a perturbed start (the sim robot rests there until the motors spin)
-    ticks = int(out.split("stopped after ")[1].split(" ticks")[0])
-    assert len(cmds) == ticks  # every control tick is in the recording (the recorder drains after SIGINT)
+    # Every tick of the flight is in the recording (the recorder drains after SIGINT): each tick that ran the
+    # policy published one observation. The commands of the disarmed ticks at start-up, before the recorder's
+    # subscription matched (nodes start in parallel, as under ros2 launch), may be missing.
+    summary = out.split("stopped after ")[1]
+    ticks, ran = int(summary.split(" ticks")[0]), int(summary.split("(")[1].split(" ran the policy")[0])
+    obs = [x for x in msgs if x.topic == "/cf1/policy/obs"]
+    assert len(obs) == ran > 2000 and ticks - 100 <= len(cmds) <= ticks
     gaps = np.diff(cmds) / 1e6
     assert np.percentile(gaps, 50) == pytest.approx(10.0, abs=0.5) and gaps.max() < 50  # 100 Hz, no stall
 

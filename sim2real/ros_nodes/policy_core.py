@@ -183,6 +183,7 @@ class PolicyController:
         self._fault = ""
         self._last_action = np.full(4, self.safe_action, np.float32)
         self.history = np.tile(self._last_action, (self.adapter.history_len, 1))
+        self.arm_inhibit = ""  # non-empty: arming is refused for this reason (e.g. no recorder listening yet)
         self._pending: OnnxPolicy | None = None
         self._lock = threading.Lock()
         self._loader: threading.Thread | None = None
@@ -223,8 +224,8 @@ class PolicyController:
         return True
 
     def on_arm(self, armed: bool) -> None:
-        """Arm (True) or disarm (False); arming is refused while the e-stop is latched."""
-        self._armed = bool(armed) and not self._estop
+        """Arm (True) or disarm (False); arming is refused while the e-stop is latched or :attr:`arm_inhibit` is set."""
+        self._armed = bool(armed) and not self._estop and not self.arm_inhibit
 
     def on_estop(self, stop: bool) -> None:
         """A True e-stop latches the safe output; False does not clear it (see :meth:`clear_estop`)."""
@@ -305,7 +306,7 @@ class PolicyController:
                 self.policy, self._pending = self._pending, None
                 self.counters.reloads += 1
         fresh = not self.is_stale(now_s)
-        if self.cfg.autoarm and fresh and not self._estop and not self._fault:
+        if self.cfg.autoarm and fresh and not self._estop and not self._fault and not self.arm_inhibit:
             self._armed = True
         if self._estop:
             self.state = State.ESTOP
@@ -315,7 +316,7 @@ class PolicyController:
             return self._safe(self._fault, State.FAULT)
         if not self._armed:
             self.state = State.DISARMED
-            return self._safe("disarmed", State.DISARMED)
+            return self._safe(f"disarmed ({self.arm_inhibit})" if self.arm_inhibit else "disarmed", State.DISARMED)
         if not fresh:
             if self.state is not State.STALE:
                 self.counters.watchdog_trips += 1

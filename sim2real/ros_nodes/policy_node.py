@@ -62,6 +62,9 @@ class PolicyNode:
         for f in fields(SafetyConfig):
             kw = {"choices": ["idle", "hover"]} if f.name == "safe_mode" else {}
             values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), _DESCRIPTIONS.get(f.name, ""), **kw)
+        self.require_recorder = node.declare_parameter(
+            "require_recorder", False, "refuse to arm until something subscribes to ~/obs (the flight gets logged)"
+        )
         self.trigger = node.declare_parameter("trigger", "timer", "timer (control rate) or odometry (each message)",
                                               choices=["timer", "odometry"])  # fmt: skip
         diag_hz = node.declare_parameter("diagnostics_rate_hz", 5.0, "rate of /diagnostics", min=0.1, max=100.0)
@@ -109,6 +112,8 @@ class PolicyNode:
             self._publish(self.ctl.tick(self.node.monotonic_s()))
 
     def _on_timer(self) -> None:
+        if self.require_recorder:
+            self.ctl.arm_inhibit = "" if self.obs_pub.subscription_count > 0 else "waiting for a recorder on ~/obs"
         if self.trigger == "timer":
             self._publish(self.ctl.tick(self.node.monotonic_s()))
         elif self.ctl.is_stale(self.node.monotonic_s()):  # odometry-triggered: the watchdog still runs

@@ -91,6 +91,7 @@ EXTRAS_REQUIRE = {
     "dev": ["pytest>=8", "ruff>=0.6", "stable-baselines3>=2.3", "rltools", "emlearn>=0.20"],
 }
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["ros2"]  # the ROS 2 tests run on Cyclone DDS, rosbags and MCAP here
+EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["mujoco"]  # the MuJoCo tests compare with Gymnasium's v5 envs
 # The packaging test builds this repository with colcon as a ROS 2 workspace would (no ROS needed).
 EXTRAS_REQUIRE["dev"] += [
     "colcon-core", "colcon-ros", "colcon-python-setup-py", "colcon-package-information", "colcon-recursive-crawl",

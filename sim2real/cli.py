@@ -202,7 +202,9 @@ def _build_parser() -> argparse.ArgumentParser:
         "demo",
         help="train the default quadrotor task, export, evaluate, print the result",
         description="The main job in one command: train quadrotor-hover with its defaults, export ONNX, evaluate "
-        "200 nominal + 200 hard episodes and print the figures against the acceptance criterion.",
+        "200 nominal + 200 hard episodes and print the figures against the acceptance criterion; then export the "
+        "policy to C and fly 10 s hardware-in-the-loop on an emulated STM32F405 (when the ARM toolchain and QEMU "
+        "are installed: make mcu-deps).",
     )
     d.add_argument("--seed", type=int, default=0, help="training seed (default 0)")
     d.add_argument("--log-dir", default="runs", help="root of the run directories (default runs)")
@@ -339,8 +341,25 @@ def cmd_demo(args: argparse.Namespace) -> int:
     print(f"exported {onnx_path}")
     results = evaluate_policy_file(onnx_path, 200, 0, ("nominal", "hard"), None)
     _print_eval(results)
+    _demo_microcontroller(onnx_path)
     print(f"demo finished in {time.time() - t0:.0f} s; run directory {runner.run_dir}")
     return 0
+
+
+def _demo_microcontroller(onnx_path: Path) -> None:
+    """The demo's last step: C export (checked on the host) and 10 s of HIL flight on an emulated STM32F405."""
+    import shutil
+
+    from sim2real import cli_deploy
+
+    missing = [t for t in ("gcc", "arm-none-eabi-gcc", "qemu-system-arm") if shutil.which(t) is None]
+    if missing:
+        print(f"skipping the microcontroller step: {', '.join(missing)} not installed (make mcu-deps)")
+        return
+    parser = _build_parser()
+    cli_deploy.cmd_export_c(parser.parse_args(["export", "c", str(onnx_path)]))
+    print("hardware in the loop: 10 s of flight, every action from the emulated STM32F405 (QEMU netduinoplus2)")
+    cli_deploy.cmd_hil(parser.parse_args(["hil", str(onnx_path), "--qemu", "netduinoplus2"]))
 
 
 # ----------------------------------------------------------------------------------------------- output

@@ -360,6 +360,8 @@ def _demo_microcontroller(onnx_path: Path) -> None:
     cli_deploy.cmd_export_c(parser.parse_args(["export", "c", str(onnx_path)]))
     print("hardware in the loop: 10 s of flight, every action from the emulated STM32F405 (QEMU netduinoplus2)")
     cli_deploy.cmd_hil(parser.parse_args(["hil", str(onnx_path), "--qemu", "netduinoplus2"]))
+    print("(HIL flies one episode: it checks that the device flies exactly as onnxruntime does; the hover "
+          "criterion itself is judged on the 200 episodes above)")
 
 
 # ----------------------------------------------------------------------------------------------- output

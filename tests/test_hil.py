@@ -56,7 +56,8 @@ def test_hil_hovers_10s_with_every_action_from_the_mcu(device):
     assert res.resyncs == 0 and res.bytes_sent_per_tick < 100  # 79-byte OBS_STATE frames instead of 591
     # the foundation's criterion on this flight: never leaves the 0.6 m box, mean error over the last 2 s < 0.10 m
     assert res.metrics["left_box_fraction"] == 0.0 and res.metrics["pos_error_last2s_m"] < 0.10 and res.passed
-    assert res.max_abs_diff_vs_onnx <= 1e-5  # the MCU computes the exported policy
+    assert res.max_abs_diff_vs_onnx <= 1e-5  # the MCU computes the exported policy ...
+    assert res.reference_deviation_m < 1e-3  # ... and flies the same episode as onnxruntime in the simulator
     assert res.device["golden_status"] == 0 and res.device_ticks_mean > 1000 and res.device_tick_hz == 168_000_000
     assert res.traj["pos"].shape == (1001, 1, 3)
 

@@ -60,6 +60,9 @@ class HILResult:
     ``full_frames``/``compact_frames`` count the OBS and OBS_STATE exchanges started (link retries not
     counted), ``resyncs`` the failed OBS_STATE exchanges repaired by a full OBS in the same tick,
     ``bytes_sent_per_tick`` everything written to the link during the flight over ``ticks``.
+    ``reference_deviation_m`` is the largest distance between the HIL flight and the same episode flown by
+    onnxruntime in the simulator: ~0 when the device computes the exported policy faithfully, whatever the
+    policy's own precision (``passed`` is the hover criterion on this one episode).
     """
 
     metrics: dict[str, float]
@@ -72,6 +75,7 @@ class HILResult:
     resyncs: int
     bytes_sent_per_tick: float
     max_abs_diff_vs_onnx: float
+    reference_deviation_m: float
     device_ticks_mean: float
     device_tick_hz: int
     rtt_ms: dict[str, float]
@@ -203,12 +207,14 @@ def run_hil(link: SerialLink, policy_path: str | Path, cfg: HILConfig | None = N
     ticks = int(traj["action"].shape[0])
     metrics = hover_metrics(traj)
     passed = metrics["left_box_fraction"] == 0.0 and metrics["pos_error_last2s_m"] < 0.10 and device.fallbacks == 0
+    ref = rollout_hover(reference, cfg.start, 1, cfg.seed, base, cfg.duration_s)  # same episode, onnxruntime
+    deviation = float((traj["pos"] - ref["pos"]).norm(dim=-1).max())
     rtt = np.array(device.rtts) * 1e3 if device.rtts else np.array([math.nan])
     return HILResult(
         metrics=metrics, passed=bool(passed), ticks=ticks, fallbacks=device.fallbacks, compact=cfg.compact,
         full_frames=device.full_frames, compact_frames=device.compact_frames, resyncs=device.resyncs,
         bytes_sent_per_tick=(link.counters.bytes_sent - sent0) / max(ticks, 1),
-        max_abs_diff_vs_onnx=device.max_diff,
+        max_abs_diff_vs_onnx=device.max_diff, reference_deviation_m=deviation,
         device_ticks_mean=float(np.mean(device.device_ticks)) if device.device_ticks else math.nan,
         device_tick_hz=int(info.tick_hz),
         rtt_ms={"p50": float(np.percentile(rtt, 50)), "p99": float(np.percentile(rtt, 99)), "max": float(rtt.max())},

@@ -88,11 +88,11 @@ class _Parser:
     def error(self, message: str) -> LaunchError:
         return LaunchError(f"{message} in {self.text!r}", self.where)
 
-    def parse_text(self) -> Text:
-        """Literal text and substitutions up to the end of the string."""
+    def _parse_parts(self, stop: Callable[[str], bool]) -> list[str | Substitution]:
+        """Literal text and substitutions from the current position up to a character where ``stop`` holds."""
         parts: list[str | Substitution] = []
         literal = ""
-        while self.pos < len(self.text):
+        while self.pos < len(self.text) and not stop(self.text[self.pos]):
             if self.text.startswith("$(", self.pos):
                 if literal:
                     parts.append(literal)
@@ -103,7 +103,11 @@ class _Parser:
                 self.pos += 1
         if literal:
             parts.append(literal)
-        return tuple(parts)
+        return parts
+
+    def parse_text(self) -> Text:
+        """Literal text and substitutions up to the end of the string."""
+        return tuple(self._parse_parts(lambda c: False))
 
     def parse_substitution(self) -> Substitution:
         start = self.pos
@@ -131,39 +135,14 @@ class _Parser:
 
     def parse_quoted(self, quote: str) -> Text:
         self.pos += 1
-        parts: list[str | Substitution] = []
-        literal = ""
-        while self.pos < len(self.text) and self.text[self.pos] != quote:
-            if self.text.startswith("$(", self.pos):
-                if literal:
-                    parts.append(literal)
-                    literal = ""
-                parts.append(self.parse_substitution())
-            else:
-                literal += self.text[self.pos]
-                self.pos += 1
+        parts = self._parse_parts(lambda c: c == quote)
         if self.pos >= len(self.text):
             raise self.error(f"unterminated quoted argument (missing {quote})")
         self.pos += 1
-        if literal or not parts:
-            parts.append(literal)
-        return tuple(parts)
+        return tuple(parts) if parts else ("",)  # '' is an empty argument, not a missing one
 
     def parse_bare(self) -> Text:
-        parts: list[str | Substitution] = []
-        literal = ""
-        while self.pos < len(self.text) and not self.text[self.pos].isspace() and self.text[self.pos] != ")":
-            if self.text.startswith("$(", self.pos):
-                if literal:
-                    parts.append(literal)
-                    literal = ""
-                parts.append(self.parse_substitution())
-            else:
-                literal += self.text[self.pos]
-                self.pos += 1
-        if literal:
-            parts.append(literal)
-        return tuple(parts)
+        return tuple(self._parse_parts(lambda c: c.isspace() or c == ")"))
 
 
 def parse_substitutions(text: str, where: str | None = None) -> Text:

@@ -195,19 +195,20 @@ class TimerSchedule:
 
 
 class Timer(abc.ABC):
-    """A periodic callback (from :meth:`Node.create_timer`)."""
+    """A periodic callback (from :meth:`Node.create_timer`); backends keep its deadlines in ``schedule``."""
 
     callback: Callable[[], Any]
+    schedule: TimerSchedule
 
     @property
-    @abc.abstractmethod
     def period_s(self) -> float:
         """The period in seconds."""
+        return self.schedule.period_s
 
     @property
-    @abc.abstractmethod
     def overruns(self) -> int:
         """Ticks skipped because a callback (or anything else in the loop) ran past a whole period."""
+        return self.schedule.overruns
 
     @property
     @abc.abstractmethod

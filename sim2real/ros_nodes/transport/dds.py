@@ -245,14 +245,6 @@ class DdsTimer(Timer):
         self.callback, self._node, self._canceled = callback, node, False
 
     @property
-    def period_s(self) -> float:
-        return self.schedule.period_s
-
-    @property
-    def overruns(self) -> int:
-        return self.schedule.overruns
-
-    @property
     def calls(self) -> int:
         """How many times the callback ran."""
         return self.schedule.calls

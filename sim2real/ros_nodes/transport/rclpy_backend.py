@@ -200,14 +200,6 @@ class RclpyTimer(Timer):
         self._node._invoke("timer", self.callback)
 
     @property
-    def period_s(self) -> float:
-        return self.schedule.period_s
-
-    @property
-    def overruns(self) -> int:
-        return self.schedule.overruns
-
-    @property
     def is_canceled(self) -> bool:
         return self._timer is None
 

@@ -7,10 +7,28 @@ import signal
 import sys
 import time
 from collections.abc import Callable
-from typing import Any
+from dataclasses import fields
+from typing import Any, TypeVar
 
 from sim2real.ros_nodes.transport import Node, create_node
 from sim2real.utils import CheckpointError
+
+T = TypeVar("T")
+
+
+def declare_config(node: Node, cls: type[T], descriptions: dict[str, str],
+                   choices: dict[str, list[Any]] | None = None) -> T:  # fmt: skip
+    """An instance of the dataclass ``cls`` whose every field is a declared node parameter.
+
+    Each field becomes a parameter of the same name, typed by its default, described by ``descriptions`` and
+    restricted to ``choices[name]`` when given; the dataclass's own checks then run on the values.
+    """
+    defaults = cls()
+    values = {}
+    for f in fields(cls):  # type: ignore[arg-type]
+        kw = {"choices": choices[f.name]} if choices and f.name in choices else {}
+        values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), descriptions.get(f.name, ""), **kw)
+    return cls(**values)
 
 
 def _sigterm(signum: int, frame: Any) -> None:

@@ -22,11 +22,10 @@ message with ``trigger:=odometry`` (lowest latency; the timer then only runs the
 from __future__ import annotations
 
 import sys
-from dataclasses import fields
 
 from sim2real.firmware_export.onnx_export import OnnxPolicy
 from sim2real.ros_nodes import messages as m
-from sim2real.ros_nodes.node_main import run_node
+from sim2real.ros_nodes.node_main import declare_config, run_node
 from sim2real.ros_nodes.policy_core import OdometrySample, PolicyController, SafetyConfig, State, TickResult
 from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, Node, SetResult
 from sim2real.utils import CheckpointError
@@ -57,11 +56,7 @@ class PolicyNode:
         if not path:
             raise CheckpointError("parameter policy_path is required (an exported policy.onnx)")
         setpoint = node.declare_parameter("setpoint", [0.0, 0.0, 0.0], "hover position, world frame (m)")
-        defaults = SafetyConfig()
-        values = {}
-        for f in fields(SafetyConfig):
-            kw = {"choices": ["idle", "hover"]} if f.name == "safe_mode" else {}
-            values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), _DESCRIPTIONS.get(f.name, ""), **kw)
+        safety = declare_config(node, SafetyConfig, _DESCRIPTIONS, {"safe_mode": ["idle", "hover"]})
         self.require_recorder = node.declare_parameter(
             "require_recorder", False, "refuse to arm until something subscribes to ~/obs (the flight gets logged)"
         )
@@ -78,7 +73,7 @@ class PolicyNode:
         trained_for = (policy.metadata.get("robot") or {}).get("model", "")
         if robot_model and trained_for != robot_model:
             raise CheckpointError(f"{path} was trained for robot model {trained_for!r}, this robot is {robot_model!r}")
-        self.ctl = PolicyController(policy, SafetyConfig(**values), tuple(setpoint))
+        self.ctl = PolicyController(policy, safety, tuple(setpoint))
         rate = float(rate_override or self.ctl.adapter.control_rate_hz)
         if rate_override and abs(rate_override - self.ctl.adapter.control_rate_hz) > 1e-9:
             node.logger.warning("control_rate_hz %.1f differs from the policy's trained %.1f Hz", rate,

@@ -11,10 +11,9 @@ position and the command timeouts. All simulation logic is in :class:`~sim2real.
 from __future__ import annotations
 
 import sys
-from dataclasses import fields
 
 from sim2real.ros_nodes import messages as m
-from sim2real.ros_nodes.node_main import run_node
+from sim2real.ros_nodes.node_main import declare_config, run_node
 from sim2real.ros_nodes.sim_robot_core import SimRobot, SimRobotConfig
 from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, Node
 
@@ -39,12 +38,7 @@ class SimRobotNode:
 
     def __init__(self, node: Node) -> None:
         self.node = node
-        defaults = SimRobotConfig()
-        values = {}
-        for f in fields(SimRobotConfig):
-            kw = {"choices": ["nominal", "hard"]} if f.name == "start" else {}
-            values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), _DESCRIPTIONS[f.name], **kw)
-        self.robot = SimRobot(SimRobotConfig(**values))
+        self.robot = SimRobot(declare_config(node, SimRobotConfig, _DESCRIPTIONS, {"start": ["nominal", "hard"]}))
         self.odom = node.create_publisher(m.Odometry, "odom", SENSOR_DATA)
         self.diag = node.create_publisher(m.DiagnosticArray, "/diagnostics", DEFAULT)
         node.create_subscription(m.Float32MultiArray, "cmd_rpm", self._on_cmd, DEFAULT)

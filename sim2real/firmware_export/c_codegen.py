@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -405,14 +406,15 @@ def _eval_body(model: MLPModel) -> str:
     return "\n".join(lines)
 
 
-def _onnxruntime_actions(onnx_bytes: bytes, obs: np.ndarray) -> np.ndarray:
+def _onnxruntime(onnx_bytes: bytes) -> Callable[[np.ndarray], np.ndarray]:
+    """One onnxruntime session of the graph, as a function ``(N, obs_dim) -> (N, act_dim)``."""
     import onnxruntime as ort
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = 1
     sess = ort.InferenceSession(onnx_bytes, sess_options=opts, providers=["CPUExecutionProvider"])
     name_in, name_out = sess.get_inputs()[0].name, sess.get_outputs()[0].name
-    return sess.run([name_out], {name_in: np.ascontiguousarray(obs, np.float32)})[0]
+    return lambda obs: sess.run([name_out], {name_in: np.ascontiguousarray(obs, np.float32)})[0]
 
 
 def generate_c(
@@ -453,7 +455,8 @@ def generate_c(
     except UnsupportedGraph as e:
         raise CodegenError(f"{path}: {e}") from None
     check = model.normalizer_samples(256, seed=golden_seed + 1)
-    ref = _onnxruntime_actions(data, check)
+    ort_policy = _onnxruntime(data)
+    ref = ort_policy(check)
     err = float(np.abs(model.forward(check) - ref).max())
     if not err <= 1e-5:  # the arrays were read wrongly: refuse rather than emit a different policy
         raise CodegenError(f"{path}: numpy reading of the graph differs from onnxruntime by {err:.2e}")
@@ -465,7 +468,7 @@ def generate_c(
         diff = np.abs(model.forward(val) - full)
         int8_error = {"max_abs": float(diff.max()), "mean_abs": float(diff.mean()), "samples": validation_samples}
     golden_obs = model.normalizer_samples(1, seed=golden_seed)
-    golden_act = model.forward(golden_obs) if int8 else _onnxruntime_actions(data, golden_obs)
+    golden_act = model.forward(golden_obs) if int8 else ort_policy(golden_obs)
     h, c = render(model, golden_obs[0], golden_act[0], target, fma, int8_error)
     hist_offset, hist_len = history_layout(model)
     out = Path(out_dir)

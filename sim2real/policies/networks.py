@@ -119,7 +119,10 @@ class SquashedGaussianActor(nn.Module):
 
 
 class EnsembleCritic(nn.Module):
-    """``K`` Q-functions ``Q_k(s, a)`` evaluated together: weights ``(K, in, out)``, one ``baddbmm`` per layer."""
+    """``K`` Q-functions ``Q_k(s, a)`` evaluated together: weights ``(K, in, out)``, one ``baddbmm`` per layer.
+
+    ``out_dim > 1`` makes each member output a vector (the logits of a C51 return distribution).
+    """
 
     def __init__(
         self,
@@ -129,9 +132,10 @@ class EnsembleCritic(nn.Module):
         num_q: int = 2,
         activation: str = "relu",
         layernorm: bool = False,
+        out_dim: int = 1,
     ) -> None:
         super().__init__()
-        dims = (obs_dim + act_dim, *hidden, 1)
+        dims = (obs_dim + act_dim, *hidden, out_dim)
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
         for fan_in, fan_out in zip(dims[:-1], dims[1:]):
@@ -143,7 +147,7 @@ class EnsembleCritic(nn.Module):
         self.num_q = num_q
 
     def forward(self, obs: torch.Tensor, act: torch.Tensor, params: list[torch.Tensor] | None = None) -> torch.Tensor:
-        """Q-values ``(K, B)`` for observations ``(B, obs_dim)`` and actions ``(B, A)``.
+        """Q-values ``(K, B)`` (``(K, B, out_dim)`` when ``out_dim > 1``) for obs ``(B, obs_dim)``, actions ``(B, A)``.
 
         ``params`` (weights then biases, as :meth:`param_list`) overrides the module's own tensors; the actor
         loss passes detached copies so that its gradient reaches the actor only.
@@ -158,7 +162,7 @@ class EnsembleCritic(nn.Module):
                 if self.layernorm:
                     x = F.layer_norm(x, x.shape[-1:])
                 x = self.act(x)
-        return x.squeeze(-1)
+        return x.squeeze(-1) if x.shape[-1] == 1 else x
 
     def param_list(self) -> list[torch.Tensor]:
         return [*self.weights, *self.biases]

@@ -1,6 +1,8 @@
-"""Tensor replay buffer living on the training device (no host round trips while sampling)."""
+"""Tensor replay buffer living on the training device (no host round trips while sampling), with n-step sampling."""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
@@ -54,6 +56,23 @@ class ReplayBuffer:
         idx = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
         return {k: v.index_select(0, idx) for k, v in self.data.items()}
 
+    def sample_windows(self, batch_size: int, length: int, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Indices of ``batch_size`` windows of ``length`` consecutive steps of one env, and their availability.
+
+        The buffer must be filled ``stride`` rows per step (one row per env, ``capacity % stride == 0``), so row
+        ``i + k * stride`` is the same env ``k`` steps later. Returns ``idx (B, length)`` and ``valid (B, length)``
+        (``False`` where the step has not been written yet: the window reaches past the newest row).
+        """
+        if self.size == 0:
+            raise RuntimeError("cannot sample from an empty replay buffer")
+        if self.capacity % stride:
+            raise ValueError(f"capacity {self.capacity} is not a multiple of the window stride {stride}")
+        # position in time order (0 = oldest row): the ring starts at ptr once it is full
+        oldest = self.ptr if self.size == self.capacity else 0
+        pos = torch.randint(0, self.size, (batch_size,), device=self.device, generator=self.generator)
+        steps = pos[:, None] + stride * torch.arange(length, device=self.device)  # (B, length)
+        return (steps + oldest) % self.capacity, steps < self.size
+
     def state_dict(self) -> dict:
         """The filled rows as stored (ring order) with the write pointer; a young run's checkpoint stays small."""
         return {
@@ -90,3 +109,52 @@ class ReplayBuffer:
             self.size = min(size, self.capacity)
             self.ptr = self.size % self.capacity
         self.generator.set_state(state["rng"])
+
+
+def nstep_batch(
+    buf: ReplayBuffer,
+    batch_size: int,
+    n: int,
+    gamma: float,
+    stride: int,
+    reward_fn: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> dict[str, torch.Tensor]:
+    """A batch of n-step transitions from a buffer filled one row per env per step (``stride`` = num envs).
+
+    Fields used: ``reward`` ``(R,)`` or ``reward_terms`` ``(R, T)`` (then ``reward_fn`` maps ``(M, T) -> (M,)``),
+    ``terminated`` and ``ended`` (the episode ended at this step: terminated or truncated), ``next_*`` fields,
+    and any other fields (observations, action) taken at the window's first step.
+
+    For a window starting at step t, m is the number of steps up to and including the first one that ends the
+    episode, capped at ``n`` and at the newest written row::
+
+        G = sum_{k<m} gamma^k r_{t+k},   discount = gamma^m,   next obs / terminated from step t+m-1
+
+    so the critic target is ``G + discount * (1 - terminated) * V(s_{t+m})``. Returns ``reward (B,)``,
+    ``discount (B,)`` and the other fields ``(B, ...)``.
+    """
+    idx, valid = buf.sample_windows(batch_size, n, stride)  # (B, n)
+    flat = idx.reshape(-1)
+    d = buf.data
+    if "reward_terms" in d:
+        if reward_fn is None:
+            raise ValueError("the buffer stores reward terms: nstep_batch needs reward_fn")
+        rew = reward_fn(d["reward_terms"].index_select(0, flat)).reshape(batch_size, n)
+    else:
+        rew = d["reward"].index_select(0, flat).reshape(batch_size, n)
+    ended = d["ended"].index_select(0, flat).reshape(batch_size, n)
+    # step k counts if it is written and no earlier step of the window ended the episode
+    go_on = torch.cat((torch.ones_like(ended[:, :1]), 1.0 - ended[:, :-1]), 1).cumprod(1)
+    used = (go_on > 0) & valid  # (B, n); step 0 is always used
+    powers = gamma ** torch.arange(n, device=rew.device, dtype=rew.dtype)
+    ret = torch.where(used, rew * powers, 0.0).sum(1)
+    m = used.sum(1)  # (B,) >= 1
+    first, last = idx[:, 0], idx.gather(1, (m - 1)[:, None]).squeeze(1)
+    batch = {}
+    for k, v in d.items():
+        if k in ("reward", "reward_terms", "ended"):
+            continue
+        batch[k] = v.index_select(0, last if k.startswith("next_") or k == "terminated" else first)
+    batch["reward"] = ret
+    batch["discount"] = gamma ** m.to(rew.dtype)
+    return batch

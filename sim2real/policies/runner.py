@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from sim2real.policies.replay import ReplayBuffer
+from sim2real.policies.replay import ReplayBuffer, nstep_batch
 from sim2real.policies.sac import SAC, SACConfig
 from sim2real.sim.core import VecEnv, get_task
 from sim2real.utils import atomic_torch_save, dataclass_from_dict, load_checkpoint, write_text_atomic
@@ -162,8 +162,12 @@ class Runner:
         a_dim, c_dim = spec.obs_dims[cfg.sac.actor_obs], spec.obs_dims[cfg.sac.critic_obs]
         self.use_terms = bool(self.env.reward_term_names)
         reward_field = ((len(self.env.reward_term_names),), torch.float32) if self.use_terms else ((), torch.float32)
+        capacity = min(cfg.replay_size, max(cfg.total_env_steps, cfg.num_envs))
+        nstep = cfg.sac.n_step > 1
+        if nstep:  # n-step windows step through the ring one row per env: whole vector steps only
+            capacity = max(capacity // cfg.num_envs, 1) * cfg.num_envs
         self.replay = ReplayBuffer(
-            min(cfg.replay_size, max(cfg.total_env_steps, cfg.num_envs)),
+            capacity,
             {
                 "obs_actor": ((a_dim,), torch.float32),
                 "obs_critic": ((c_dim,), torch.float32),
@@ -172,6 +176,7 @@ class Runner:
                 "next_obs_actor": ((a_dim,), torch.float32),
                 "next_obs_critic": ((c_dim,), torch.float32),
                 "terminated": ((), torch.float32),
+                **({"ended": ((), torch.float32)} if nstep else {}),
             },
             cfg.device,
             seed=cfg.seed + 1,
@@ -217,6 +222,7 @@ class Runner:
             next_obs_actor=final[a_key],
             next_obs_critic=final[c_key],
             terminated=terminated.float(),
+            **({"ended": (terminated | truncated).float()} if "ended" in self.replay.data else {}),
         )
         self.agent.observe(obs)
         self.obs = obs
@@ -232,10 +238,17 @@ class Runner:
         self.update_credit += self.cfg.updates_per_step
         self.agent.set_progress(self.env_steps / self.cfg.total_env_steps)
         metrics = None
+        sac = self.cfg.sac
         while self.update_credit >= 1.0:
-            batch = self.replay.sample(self.cfg.sac.batch_size)
-            if self.use_terms:  # rewards under the current curriculum weights
-                batch["reward"] = self.env.reward_from_terms(batch.pop("reward_terms"))
+            if sac.n_step > 1:  # rewards (under the current curriculum weights) summed over n steps
+                batch = nstep_batch(
+                    self.replay, sac.batch_size, sac.n_step, sac.gamma, self.env.num_envs,
+                    self.env.reward_from_terms if self.use_terms else None,
+                )  # fmt: skip
+            else:
+                batch = self.replay.sample(sac.batch_size)
+                if self.use_terms:  # rewards under the current curriculum weights
+                    batch["reward"] = self.env.reward_from_terms(batch.pop("reward_terms"))
             metrics = self.agent.update(batch)
             self.update_credit -= 1.0
         return metrics

@@ -1,8 +1,10 @@
 """Soft Actor-Critic (Haarnoja et al. 2018, arXiv 1812.05905) for batched simulators.
 
-One readable file: twin Q with target networks, automatic temperature, tanh-Gaussian actor, asymmetric
-observation groups (the actor reads ``cfg.actor_obs``, the critics ``cfg.critic_obs``), optional LayerNorm
-critics and observation normalisation.
+One readable file: twin Q with target networks (clipped double Q), automatic temperature, tanh-Gaussian
+actor, asymmetric observation groups (the actor reads ``cfg.actor_obs``, the critics ``cfg.critic_obs``),
+and the knobs that make large batches work: LayerNorm critics, a distributional C51 critic
+(:mod:`sim2real.policies.distributional`), n-step returns (the batch carries its own ``discount``, see
+:func:`sim2real.policies.replay.nstep_batch`) and observation normalisation.
 
 Speed: one gradient step is a single graph. The actor's Q-term is evaluated through *detached* critic
 weights, so ``critic_loss + actor_loss + alpha_loss`` can be back-propagated once and every parameter gets
@@ -18,6 +20,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sim2real.policies import distributional
 from sim2real.policies.networks import EnsembleCritic, RunningNormalizer, SquashedGaussianActor
 from sim2real.policies.optim import FlatAdam
 
@@ -36,6 +39,14 @@ class SACConfig:
     critic_layernorm: bool = False
     """LayerNorm after each hidden critic layer (stabilises large-batch / high-UTD TD learning)."""
     num_q: int = 2
+    """Critic ensemble size; targets and the actor use the minimum over it (clipped double Q)."""
+    num_atoms: int = 0
+    """0: scalar critics (MSE to the TD target). > 1: C51 critics with this many atoms on [v_min, v_max]."""
+    v_min: float = -100.0
+    v_max: float = 100.0
+    """Support of the C51 return distribution (in return units: about max |reward| / (1 - gamma))."""
+    n_step: int = 1
+    """Length of the n-step returns the runner samples (1: one-step TD)."""
     gamma: float = 0.99
     tau: float = 0.005
     """Polyak factor: target <- target + tau (online - target) after every update."""
@@ -73,8 +84,14 @@ class SAC:
         self.actor = SquashedGaussianActor(
             a_dim, act_dim, cfg.actor_hidden, cfg.activation, cfg.log_std_min, cfg.log_std_max
         ).to(self.device)
-        self.critic = EnsembleCritic(c_dim, act_dim, cfg.critic_hidden, cfg.num_q, cfg.activation, cfg.critic_layernorm)
-        self.critic.to(self.device)
+        if cfg.n_step < 1:
+            raise ValueError(f"n_step must be >= 1, got {cfg.n_step}")
+        self.atoms = (
+            distributional.support(cfg.v_min, cfg.v_max, cfg.num_atoms, self.device) if cfg.num_atoms else None
+        )
+        self.critic = EnsembleCritic(
+            c_dim, act_dim, cfg.critic_hidden, cfg.num_q, cfg.activation, cfg.critic_layernorm, max(cfg.num_atoms, 1)
+        ).to(self.device)
         self.critic_target = copy.deepcopy(self.critic).requires_grad_(False)
         self.log_alpha = torch.tensor(float(cfg.init_alpha), device=self.device).log().requires_grad_(True)
         self.target_entropy = float(-act_dim if cfg.target_entropy is None else cfg.target_entropy)
@@ -116,24 +133,30 @@ class SAC:
         next_obs_a: torch.Tensor,
         next_obs_c: torch.Tensor,
         terminated: torch.Tensor,
+        discount: torch.Tensor | None = None,
         with_actor: bool = True,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Sum of the SAC losses for one batch (shapes ``(B, ·)``; ``rew``/``terminated`` ``(B,)``).
+        """Sum of the SAC losses for one batch (shapes ``(B, ·)``; ``rew``/``terminated``/``discount`` ``(B,)``).
 
-        ``with_actor=False`` returns the critic loss alone (delayed actor updates).
+        ``discount`` is ``gamma^m`` of n-step returns (``None``: one-step, ``gamma``). ``with_actor=False``
+        returns the critic loss alone (delayed actor updates).
         """
         if self.cfg.normalize_obs:
             obs_a, next_obs_a = self.actor_norm(obs_a), self.actor_norm(next_obs_a)
             obs_c, next_obs_c = self.critic_norm(obs_c), self.critic_norm(next_obs_c)
         alpha = self.log_alpha.exp().detach()
 
-        # Critic: y = r + gamma (1 - d) [min_k Q'_k(s', a') - alpha log pi(a'|s')],  a' ~ pi(.|s')
-        with torch.no_grad():
-            next_a, next_logp = self.actor.sample(next_obs_a)
-            next_q = self.critic_target(next_obs_c, next_a).min(0).values - alpha * next_logp
-            y = rew + self.cfg.gamma * (1.0 - terminated) * next_q
-        q = self.critic(obs_c, act)  # (K, B)
-        critic_loss = 0.5 * (q - y).square().mean(1).sum()
+        disc = (self.cfg.gamma if discount is None else discount) * (1.0 - terminated)  # (B,)
+        if self.atoms is None:
+            # Critic: y = r + gamma (1 - d) [min_k Q'_k(s', a') - alpha log pi(a'|s')],  a' ~ pi(.|s')
+            with torch.no_grad():
+                next_a, next_logp = self.actor.sample(next_obs_a)
+                next_q = self.critic_target(next_obs_c, next_a).min(0).values - alpha * next_logp
+                y = rew + disc * next_q
+            q = self.critic(obs_c, act)  # (K, B)
+            critic_loss = 0.5 * (q - y).square().mean(1).sum()
+        else:
+            critic_loss, q = self._c51_critic_loss(obs_c, act, rew, next_obs_a, next_obs_c, disc, alpha)
         metrics = {"critic_loss": critic_loss.detach(), "q_mean": q.detach().mean(), "alpha": alpha}
         if not with_actor:
             return critic_loss, metrics
@@ -141,7 +164,7 @@ class SAC:
         # Actor: E[alpha log pi(a|s) - min_k Q_k(s, a)], a ~ pi(.|s), through detached critic weights.
         pi_a, logp = self.actor.sample(obs_a)
         frozen = [p.detach() for p in self._online]
-        q_pi = self.critic(obs_c, pi_a, frozen).min(0).values
+        q_pi = self._q_values(self.critic(obs_c, pi_a, frozen)).min(0).values
         actor_loss = (alpha * logp - q_pi).mean()
 
         # Temperature: J(alpha) = E[-alpha (log pi + H_target)]  (optimised in log alpha).
@@ -149,6 +172,36 @@ class SAC:
 
         metrics.update(actor_loss=actor_loss.detach(), entropy=-logp.detach().mean())
         return critic_loss + actor_loss + alpha_loss, metrics
+
+    def _q_values(self, out: torch.Tensor) -> torch.Tensor:
+        """Critic output ``(K, B)`` or C51 logits ``(K, B, Z)`` -> Q-values ``(K, B)``."""
+        return out if self.atoms is None else distributional.expectation(out, self.atoms)
+
+    def _c51_critic_loss(
+        self,
+        obs_c: torch.Tensor,
+        act: torch.Tensor,
+        rew: torch.Tensor,
+        next_obs_a: torch.Tensor,
+        next_obs_c: torch.Tensor,
+        disc: torch.Tensor,
+        alpha: torch.Tensor,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Cross-entropy of every C51 critic to the projected soft Bellman target; returns (loss, Q ``(K, B)``).
+
+        Clipped double Q on distributions: the target distribution is that of the ensemble member whose
+        expected next value is smallest, per sample; its atoms move to ``r + disc (z - alpha log pi(a'|s'))``.
+        """
+        with torch.no_grad():
+            next_a, next_logp = self.actor.sample(next_obs_a)
+            probs = torch.softmax(self.critic_target(next_obs_c, next_a), -1)  # (K, B, Z)
+            pick = (probs * self.atoms).sum(-1).argmin(0)  # (B,)
+            p_next = probs.gather(0, pick[None, :, None].expand(1, *probs.shape[1:])).squeeze(0)  # (B, Z)
+            moved = rew[:, None] + disc[:, None] * (self.atoms - alpha * next_logp[:, None])
+            target = distributional.project(p_next, moved, self.atoms)
+        logits = self.critic(obs_c, act)  # (K, B, Z)
+        critic_loss = -(target * torch.log_softmax(logits, -1)).sum(-1).mean(1).sum()
+        return critic_loss, self._q_values(logits)
 
     def set_progress(self, fraction: float) -> None:
         """Linear learning-rate schedule: lr = lr0 * (1 - (1 - lr_decay_to) * fraction), fraction in [0, 1]."""
@@ -165,6 +218,7 @@ class SAC:
             batch["next_obs_actor"],
             batch["next_obs_critic"],
             batch["terminated"],
+            batch.get("discount"),
             with_actor,
         )
         self.optimizer.zero_grad()

@@ -81,6 +81,25 @@ def quadrotor_hover_defaults() -> TrainConfig:
     )
 
 
+def mujoco_locomotion_defaults(task: str) -> TrainConfig:
+    """Defaults for the Gymnasium MuJoCo locomotion family (``mujoco-halfcheetah``, ``-hopper``, ``-ant``, ...).
+
+    Sample-efficiency settings for a CPU with few envs (``benchmarks/sac_mujoco.py``): 4 envs, one update of
+    batch 256 per env step (replay ratio 256), 256x256 networks with LayerNorm critics, constant learning rates.
+    """
+    return TrainConfig(
+        task=task,
+        num_envs=4,
+        total_env_steps=1_000_000,
+        warmup_env_steps=2_000,
+        updates_per_step=4.0,
+        sac=SACConfig(actor_hidden=(256, 256), critic_hidden=(256, 256), critic_layernorm=True, batch_size=256),
+        env={"num_threads": 1},
+        log_interval=10_000,
+        checkpoint_interval=100_000,
+    )
+
+
 # ----------------------------------------------------------------------------------------------- config utils
 def apply_overrides(obj: Any, overrides: dict[str, Any]) -> Any:
     """Return a copy of dataclass ``obj`` with dotted-key overrides applied (values coerced to field types)."""

@@ -4,7 +4,9 @@ Both run the full SAC update (twin critics, actor, temperature, target update) o
 memory, on this CPU, in one process, with the same torch thread count. Networks: 256x256 MLPs for actor
 and each critic (SB3's default), observation 17 / action 6 (HalfCheetah's sizes). Ours: fused twin
 critics (one batched matmul per layer), one backward pass per update, a flat-buffer Adam. stable-baselines3:
-`SAC.train(gradient_steps=n, batch_size=b)` on a filled replay buffer.
+`SAC.train(gradient_steps=n, batch_size=b)` on a filled replay buffer. "ours bf16" is the same update with the
+hidden layers' matmuls in bfloat16 (``SACConfig.bf16``: output layers, losses and Adam stay float32); it pays
+off on CPUs with AVX512-BF16 or AMX and on GPUs.
 
     python benchmarks/sac_throughput.py [--seconds 5] [--batches 256 1024 4096] [--hidden 256 256]
 
@@ -41,8 +43,8 @@ def _timed(step, seconds: float, warmup: int = 5) -> tuple[float, int]:
     return n / (time.perf_counter() - t0), n
 
 
-def ours(batch: int, hidden: tuple[int, ...], seconds: float) -> float:
-    cfg = SACConfig(actor_hidden=hidden, critic_hidden=hidden, batch_size=batch, normalize_obs=False)
+def ours(batch: int, hidden: tuple[int, ...], seconds: float, bf16: bool = False) -> float:
+    cfg = SACConfig(actor_hidden=hidden, critic_hidden=hidden, batch_size=batch, normalize_obs=False, bf16=bf16)
     agent = SAC({"policy": OBS, "critic": OBS}, ACT, cfg)
     g = torch.Generator().manual_seed(0)
     obs, nxt = torch.randn(batch, OBS, generator=g), torch.randn(batch, OBS, generator=g)
@@ -92,17 +94,20 @@ def main() -> int:
     rows = []
     for b in args.batches:
         r = {"batch": b, "ours_updates_per_s": round(ours(b, hidden, args.seconds), 1),
+             "ours_bf16_updates_per_s": round(ours(b, hidden, args.seconds, bf16=True), 1),
              "sb3_updates_per_s": round(sb3(b, hidden, args.seconds), 1)}  # fmt: skip
         r["ratio"] = round(r["ours_updates_per_s"] / r["sb3_updates_per_s"], 2)
+        r["ratio_bf16"] = round(r["ours_bf16_updates_per_s"] / r["sb3_updates_per_s"], 2)
         r["ours_samples_per_s"] = round(r["ours_updates_per_s"] * b)
         rows.append(r)
         print(f"batch {b} done", file=sys.stderr)
     print(f"\nSAC updates/s, {OBS}->{'x'.join(map(str, hidden))}->{ACT} networks, torch {torch.__version__}, "
           f"{torch.get_num_threads()} threads, {platform.machine()}")
-    print(f"{'batch':>6s} {'ours':>10s} {'SB3':>10s} {'ours/SB3':>9s} {'ours samples/s':>15s}")
+    print(f"{'batch':>6s} {'ours':>10s} {'ours bf16':>10s} {'SB3':>10s} {'ours/SB3':>9s} {'bf16/SB3':>9s} "
+          f"{'ours samples/s':>15s}")
     for r in rows:
-        print(f"{r['batch']:6d} {r['ours_updates_per_s']:10.1f} {r['sb3_updates_per_s']:10.1f} {r['ratio']:8.2f}x "
-              f"{r['ours_samples_per_s']:15,d}")
+        print(f"{r['batch']:6d} {r['ours_updates_per_s']:10.1f} {r['ours_bf16_updates_per_s']:10.1f} "
+              f"{r['sb3_updates_per_s']:10.1f} {r['ratio']:8.2f}x {r['ratio_bf16']:8.2f}x {r['ours_samples_per_s']:15,d}")
     out = {"hidden": hidden, "obs_dim": OBS, "act_dim": ACT, "torch": torch.__version__,
            "threads": torch.get_num_threads(), "rows": rows}  # fmt: skip
     write_text_atomic(args.out, json.dumps(out, indent=2) + "\n")

@@ -176,3 +176,26 @@ def test_runner_trains_with_nstep_and_c51(tmp_path: Path, overrides: dict) -> No
     assert all(torch.isfinite(p).all() for p in runner.agent.critic.parameters())
     resumed = Runner.resume(runner.run_dir, total_env_steps=1000, quiet=True)
     assert resumed.train()["env_steps"] == 1000
+
+
+# ----------------------------------------------------------------------------------------------- bf16 / compile
+def test_bf16_runs_hidden_layers_in_bf16_and_keeps_outputs_and_losses_close_to_fp32() -> None:
+    agent32, agent16 = make_agent(seed=3), make_agent(seed=3, bf16=True)
+    batch = make_batch(seed=5)
+    with torch.autocast("cpu", torch.bfloat16):
+        q = agent16.critic(batch["obs_critic"], batch["action"])
+        h = agent16.actor.net.layers[0](batch["obs_actor"])
+    assert h.dtype == torch.bfloat16 and q.dtype == torch.float32
+    assert agent16.critic.weights[0].dtype == torch.float32
+    torch.manual_seed(0)
+    m32 = agent32.update(batch)
+    torch.manual_seed(0)
+    m16 = agent16.update(batch)
+    for k in ("critic_loss", "actor_loss", "q_mean"):
+        assert float(m16[k]) == pytest.approx(float(m32[k]), rel=0.03, abs=0.02), k
+    assert all(torch.isfinite(p).all() and p.dtype == torch.float32 for p in agent16.critic.parameters())
+
+
+def test_cuda_graph_mode_needs_cuda() -> None:
+    with pytest.raises(ValueError, match="CUDA"):
+        make_agent(compile=True, compile_mode="reduce-overhead")

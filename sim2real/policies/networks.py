@@ -16,6 +16,15 @@ from torch.nn import functional as F
 ACTIVATIONS = {"relu": F.relu, "elu": F.elu, "silu": F.silu, "tanh": torch.tanh}
 
 
+def full_precision(x: torch.Tensor) -> torch.autocast:
+    """Context that turns autocast off on ``x``'s device.
+
+    Output layers (Q-values, action means and log-stds) stay float32 when the hidden layers run in bfloat16
+    (``SACConfig.bf16``), so a Q of a few hundred keeps its resolution in the TD error.
+    """
+    return torch.autocast(x.device.type, enabled=False)
+
+
 class RunningNormalizer(nn.Module):
     """Per-feature running mean/variance (Chan et al. parallel update), applied as ``(x - mean) / std``.
 
@@ -70,7 +79,8 @@ class MLP(nn.Module):
             if self.norms is not None:
                 x = self.norms[i](x)
             x = self.act(x)
-        return self.out(x)
+        with full_precision(x):  # under bf16 autocast only the hidden layers run in bf16
+            return self.out(x.float())
 
 
 class SquashedGaussianActor(nn.Module):
@@ -156,12 +166,13 @@ class EnsembleCritic(nn.Module):
             params = self.param_list()
         n = len(params) // 2
         x = torch.cat((obs, act), -1).unsqueeze(0).expand(self.num_q, -1, -1)  # (K, B, in)
-        for i in range(n):
+        for i in range(n - 1):
             x = torch.baddbmm(params[n + i], x, params[i])  # b + x W, (K, B, out)
-            if i < n - 1:
-                if self.layernorm:
-                    x = F.layer_norm(x, x.shape[-1:])
-                x = self.act(x)
+            if self.layernorm:
+                x = F.layer_norm(x, x.shape[-1:])
+            x = self.act(x)
+        with full_precision(x):  # under bf16 autocast only the hidden layers run in bf16
+            x = torch.baddbmm(params[-1], x.float(), params[n - 1])
         return x.squeeze(-1) if x.shape[-1] == 1 else x
 
     def param_list(self) -> list[torch.Tensor]:

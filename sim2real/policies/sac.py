@@ -68,6 +68,11 @@ class SACConfig:
     normalize_obs: bool = True
     compile: bool = False
     """Compile the update step with TorchInductor (first update pays the compile time)."""
+    compile_mode: str = "default"
+    """``torch.compile`` mode; ``reduce-overhead`` replays the compiled loss as CUDA graphs (CUDA only)."""
+    bf16: bool = False
+    """Hidden layers' matmuls in bfloat16 (autocast; CUDA, or CPUs with AVX512-BF16/AMX). Parameters, Adam state,
+    output layers, targets and losses stay float32."""
 
 
 class SAC:
@@ -106,7 +111,9 @@ class SAC:
         )
         self._online = list(self.critic.parameters())
         self._target = list(self.critic_target.parameters())
-        self._loss_fn = torch.compile(self._losses, dynamic=False) if cfg.compile else self._losses
+        if cfg.compile_mode == "reduce-overhead" and self.device.type != "cuda":
+            raise ValueError("compile_mode 'reduce-overhead' (CUDA graphs) needs a CUDA device")
+        self._loss_fn = torch.compile(self._losses, dynamic=False, mode=cfg.compile_mode) if cfg.compile else self._losses
         self.num_updates = 0
 
     # ----------------------------------------------------------------------------------------------- acting
@@ -210,17 +217,18 @@ class SAC:
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on a replay batch; returns detached scalar metrics (no host sync)."""
         with_actor = self.num_updates % self.cfg.actor_delay == 0
-        loss, metrics = self._loss_fn(
-            batch["obs_actor"],
-            batch["obs_critic"],
-            batch["action"],
-            batch["reward"],
-            batch["next_obs_actor"],
-            batch["next_obs_critic"],
-            batch["terminated"],
-            batch.get("discount"),
-            with_actor,
-        )
+        with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.bf16):
+            loss, metrics = self._loss_fn(
+                batch["obs_actor"],
+                batch["obs_critic"],
+                batch["action"],
+                batch["reward"],
+                batch["next_obs_actor"],
+                batch["next_obs_critic"],
+                batch["terminated"],
+                batch.get("discount"),
+                with_actor,
+            )
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step(None if with_actor else (1,))  # groups: 0 actor, 1 critics, 2 temperature

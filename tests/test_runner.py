@@ -95,6 +95,7 @@ def test_run_directory_layout(trained: Runner) -> None:
     assert yaml.safe_load(cfg_file.read_text()) == config_to_dict(trained.cfg)
     assert (run_dir / "checkpoint.pt").is_file() and (run_dir / "replay.pt").is_file()
     assert summary["env_steps"] == 800 and summary["task"] == TASK and summary["updates"] == 76
+    assert summary["replay_ratio"] == 1.0 * 32 / 8  # updates per vector step * batch / envs
     assert [h["env_steps"] for h in trained.history] == [400.0, 800.0]
     assert not list(run_dir.glob(".*.tmp"))  # no temp files left behind by the atomic writes
 

@@ -308,6 +308,7 @@ class Runner:
                         "episode_length": _mean(recent_len),
                         "perf/env_sps": (self.env_steps - steps_last) / max(now - t_last, 1e-9),
                         "perf/updates_per_s": (self.agent.num_updates - upd_last) / max(now - t_last, 1e-9),
+                        # samples replayed per new transition: updates per vector step * batch / envs
                         "perf/replay_ratio": cfg.updates_per_step * cfg.sac.batch_size / cfg.num_envs,
                         "time_s": now - t_start,
                     }
@@ -347,6 +348,7 @@ class Runner:
             "wall_time_s": round(elapsed, 2),
             "env_steps_per_s": round((self.env_steps - steps_start) / max(elapsed, 1e-9), 1),
             "updates_per_s": round((self.agent.num_updates - upd_start) / max(elapsed, 1e-9), 1),
+            "replay_ratio": cfg.updates_per_step * cfg.sac.batch_size / cfg.num_envs,
             "final_episode_return": _mean(recent_ret),
             "final_episode_length": _mean(recent_len),
         }

@@ -199,3 +199,17 @@ def test_bf16_runs_hidden_layers_in_bf16_and_keeps_outputs_and_losses_close_to_f
 def test_cuda_graph_mode_needs_cuda() -> None:
     with pytest.raises(ValueError, match="CUDA"):
         make_agent(compile=True, compile_mode="reduce-overhead")
+
+
+def test_deepcopy_gives_an_independent_agent_that_learns() -> None:
+    import copy
+
+    agent = make_agent(seed=1)
+    agent.update(make_batch(seed=0))
+    twin = copy.deepcopy(agent)
+    before = [p.detach().clone() for p in agent.critic.parameters()]
+    torch.manual_seed(0)
+    twin.update(make_batch(seed=1))
+    assert twin.num_updates == 2
+    assert any(not torch.equal(a, b) for a, b in zip(twin.critic.parameters(), before))  # the copy moved
+    assert all(torch.equal(a, b) for a, b in zip(agent.critic.parameters(), before))  # the original did not

@@ -83,6 +83,7 @@ class SAC:
             if group not in obs_dims:
                 raise KeyError(f"observation group {group!r} not provided by the env (has {sorted(obs_dims)})")
         self.cfg = cfg
+        self.obs_dims = dict(obs_dims)
         self.device = torch.device(device)
         self.act_dim = act_dim
         a_dim, c_dim = obs_dims[cfg.actor_obs], obs_dims[cfg.critic_obs]
@@ -238,6 +239,16 @@ class SAC:
         return metrics
 
     # ----------------------------------------------------------------------------------------------- state
+    def __deepcopy__(self, memo: dict) -> SAC:
+        """An independent agent in the same state.
+
+        The optimiser's parameters are views into its flat buffer; a field-by-field deepcopy would give
+        parameters detached from the copied optimiser (updates that never move them), so the copy is rebuilt.
+        """
+        twin = SAC(self.obs_dims, self.act_dim, self.cfg, self.device)
+        twin.load_state_dict(copy.deepcopy(self.state_dict(), memo))
+        return twin
+
     def state_dict(self) -> dict:
         return {
             "actor": self.actor.state_dict(),

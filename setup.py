@@ -89,11 +89,14 @@ EXTRAS_REQUIRE = {
     "ros2": ["cyclonedds>=0.10.5", "mcap>=1.1", "mcap-ros2-support>=0.5", "rosbags>=0.9.20"],
     "mcu": ["emlearn>=0.20"],
     "rsl_rl": ["rsl-rl-lib>=3.0"],  # sim2real.sim.rsl_rl_wrapper: rsl_rl's runners on our envs
+    # backend="warp" of the MuJoCo tasks (sim2real.sim.mujoco_warp_env); mujoco-warp needs Python >= 3.11
+    "warp": ["mujoco-warp>=4.0; python_version >= '3.11'", "warp-lang>=1.15; python_version >= '3.11'"],
     "dev": ["pytest>=8", "ruff>=0.6", "stable-baselines3>=2.3", "rltools", "emlearn>=0.20"],
 }
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["ros2"]  # the ROS 2 tests run on Cyclone DDS, rosbags and MCAP here
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["mujoco"]  # the MuJoCo tests compare with Gymnasium's v5 envs
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["rsl_rl"]  # rsl_rl's PPO runner is tested on our envs
+EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["warp"]  # the warp backend's tests run its kernels on Warp's CPU device
 # The packaging test builds this repository with colcon as a ROS 2 workspace would (no ROS needed).
 EXTRAS_REQUIRE["dev"] += [
     "colcon-core", "colcon-ros", "colcon-python-setup-py", "colcon-package-information", "colcon-recursive-crawl",

@@ -22,6 +22,9 @@ reset of that env its body masses (and inertias, i.e. a uniform density change),
 and actuator gains are set to ``nominal * U(lo, hi)`` drawn per env. Random pushes are forces
 ``N(0, push_force_std)`` per axis on the root body (``xfrc_applied``), started with probability
 ``push_prob`` per control step and held for ``push_steps`` control steps.
+
+``MujocoEnvConfig.backend = "warp"`` runs the same tasks on mujoco_warp, every env in one batched (GPU) simulation:
+:mod:`sim2real.sim.mujoco_warp_env`.
 """
 
 from __future__ import annotations
@@ -78,6 +81,9 @@ class MujocoEnvConfig:
     reset_noise_scale: float | None = None
     """``None``: the task's default (Gymnasium v5's)."""
     dr: MujocoDRConfig = field(default_factory=MujocoDRConfig)
+    backend: str = "cpu"
+    """``"cpu"``: MuJoCo, one ``MjData`` per env in worker threads. ``"warp"``: mujoco_warp, every env in one batched
+    simulation on ``device`` (``"cuda"``; ``"cpu"`` runs Warp's CPU backend), see :mod:`sim2real.sim.mujoco_warp_env`."""
 
 
 class MujocoVecEnv(VecEnv):
@@ -93,22 +99,32 @@ class MujocoVecEnv(VecEnv):
     aux_dim: int = 0
     """Width of the per-env auxiliary row written by :meth:`_measure`."""
 
+    def __new__(cls, cfg: MujocoEnvConfig | None = None, **overrides: Any) -> MujocoVecEnv:
+        """``backend="warp"`` builds the task mixed with the mujoco_warp backend (``warp_task_class(cls)``)."""
+        if overrides.get("backend", getattr(cfg, "backend", "cpu")) == "warp":
+            from sim2real.sim.mujoco_warp_env import warp_task_class
+
+            cls = warp_task_class(cls)
+        return super().__new__(cls)
+
     def __init__(self, cfg: MujocoEnvConfig | None = None, **overrides: Any) -> None:
         if mujoco is None:
             raise ImportError("the MuJoCo backend needs the mujoco package: pip install 'sim2real[mujoco]'")
         cfg = replace(cfg or MujocoEnvConfig(), **overrides)  # TypeError on an unknown setting
         if cfg.num_envs < 1 or cfg.num_threads < 1 or cfg.episode_steps < 1:
             raise ValueError("num_envs, num_threads and episode_steps must be >= 1")
+        if cfg.backend not in ("cpu", "warp"):
+            raise ValueError(f"backend must be 'cpu' or 'warp', got {cfg.backend!r}")
         self.cfg = cfg
         self.num_envs = cfg.num_envs
         self.device = torch.device(cfg.device)
         self.frame_skip = cfg.frame_skip or self.default_frame_skip
         self.reset_noise = self.default_reset_noise if cfg.reset_noise_scale is None else cfg.reset_noise_scale
         self.model = mujoco.MjModel.from_xml_path(self.xml_path)
+        self._edit_model(self.model)
         m = self.model
         n = self.num_envs
-        self.models = [copy.deepcopy(m) for _ in range(n)] if cfg.dr.enabled else [m] * n
-        self.datas = [mujoco.MjData(mi) for mi in self.models]
+        self._make_datas()
         self.nq, self.nv, self.nu = m.nq, m.nv, m.nu
         self.dt = float(m.opt.timestep) * self.frame_skip
         self.init_qpos = self.datas[0].qpos.copy()  # model keyframe-free default pose (qpos0)
@@ -140,6 +156,18 @@ class MujocoVecEnv(VecEnv):
         self.spec = self._make_spec()
 
     # ------------------------------------------------------------------------------------------ task hooks
+    def _edit_model(self, model: mujoco.MjModel) -> None:
+        """Modify the compiled model in place before it is copied per env and its nominal values are read.
+
+        Default: nothing (the MJCF as written). A task can e.g. turn motors into position servos here.
+        """
+
+    def _make_datas(self) -> None:
+        """Create ``self.models`` (a copy per env under DR, else the shared model) and one ``MjData`` per env."""
+        m, n = self.model, self.num_envs
+        self.models = [copy.deepcopy(m) for _ in range(n)] if self.cfg.dr.enabled else [m] * n
+        self.datas = [mujoco.MjData(mi) for mi in self.models]
+
     def _obs_dim(self) -> int:
         raise NotImplementedError
 

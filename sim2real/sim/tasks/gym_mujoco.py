@@ -79,6 +79,9 @@ class HalfCheetahEnv(_NormalVelocityNoise, MujocoVecEnv):
         obs[: self.nq - 1] = data.qpos[1:]
         obs[self.nq - 1 :] = data.qvel
 
+    def _measure_batch(self, b):
+        return torch.cat((b.qpos[:, 1:], b.qvel), -1), b.qpos.new_zeros(len(b.qpos), 1)
+
     def _reward_done(self, obs, aux, velocity, action):
         reward = self.forward_weight * velocity[:, 0] - self.ctrl_weight * action.square().sum(-1)
         return reward, torch.zeros(self.num_envs, dtype=torch.bool)
@@ -108,6 +111,11 @@ class HopperEnv(MujocoVecEnv):
         np.clip(data.qvel, -10.0, 10.0, out=obs[self.nq - 1 :])
         # largest |entry| of the unclipped state checked by the health test (NaN propagates -> unhealthy)
         aux[0] = np.max(np.abs(np.concatenate((data.qpos[2:], data.qvel))))
+
+    def _measure_batch(self, b):
+        state = torch.cat((b.qpos[:, 2:], b.qvel), -1).abs()
+        big = torch.where(torch.isnan(state), torch.inf, state).amax(-1, keepdim=True)  # NaN -> unhealthy
+        return torch.cat((b.qpos[:, 1:], b.qvel.clamp(-10.0, 10.0)), -1), big
 
     def _reward_done(self, obs, aux, velocity, action):
         z, angle = obs[:, 0], obs[:, 1]
@@ -151,6 +159,15 @@ class AntEnv(_NormalVelocityNoise, MujocoVecEnv):
         aux[0] = self.contact_weight * np.sum(np.square(contact))
         aux[1] = float(np.isfinite(data.qpos).all() and np.isfinite(data.qvel).all())
 
+    def _position_batch(self, b):
+        return b.xpos[:, 1, :2]
+
+    def _measure_batch(self, b):
+        contact = b.cfrc_ext.clamp(-1.0, 1.0)
+        obs = torch.cat((b.qpos[:, 2:], b.qvel, contact[:, 1:].flatten(1)), -1)
+        finite = torch.isfinite(b.qpos).all(-1) & torch.isfinite(b.qvel).all(-1)
+        return obs, torch.stack((self.contact_weight * contact.square().sum((1, 2)), finite.float()), -1)
+
     def _reward_done(self, obs, aux, velocity, action):
         z = obs[:, 0]
         healthy = (aux[:, 1] > 0.5) & (z >= 0.2) & (z <= 1.0)
@@ -193,6 +210,15 @@ class HumanoidEnv(MujocoVecEnv):
             k += p.size
         aux[0] = min(self.contact_weight * np.sum(np.square(data.cfrc_ext)), self.contact_max)
 
+    def _position_batch(self, b):
+        mass = b.body_mass[..., None]
+        return (mass * b.xipos).sum(1)[:, :2] / mass.sum(1)
+
+    def _measure_batch(self, b):
+        parts = (b.qpos[:, 2:], b.qvel, b.cinert[:, 1:], b.cvel[:, 1:], b.qfrc_actuator[:, 6:], b.cfrc_ext[:, 1:])
+        contact = (self.contact_weight * b.cfrc_ext.square().sum((1, 2))).clamp(max=self.contact_max)
+        return torch.cat([p.flatten(1) for p in parts], -1), contact[:, None]
+
     def _reward_done(self, obs, aux, velocity, action):
         z = obs[:, 0]
         healthy = (z > 1.0) & (z < 2.0)
@@ -218,5 +244,15 @@ _DESCRIPTIONS = {
     "mujoco-humanoid": "Gymnasium Humanoid-v5 dynamics, obs, reward and termination, batched MuJoCo (CPU threads)",
 }
 
+def _train_defaults(task: str):
+    def defaults():
+        from sim2real.policies.runner import mujoco_locomotion_defaults
+
+        return mujoco_locomotion_defaults(task)
+
+    return defaults
+
+
 for _name, _cls in TASKS.items():
-    register_task(TaskEntry(name=_name, make=_cls, description=_DESCRIPTIONS[_name], config_cls=MujocoEnvConfig))
+    register_task(TaskEntry(name=_name, make=_cls, description=_DESCRIPTIONS[_name], config_cls=MujocoEnvConfig,
+                            train_defaults=_train_defaults(_name)))  # fmt: skip

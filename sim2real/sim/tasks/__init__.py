@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from sim2real.sim.core import TaskEntry, register_task
-from sim2real.sim.tasks import gym_mujoco  # noqa: F401  (registers the mujoco-* tasks)
+from sim2real.sim.tasks import gym_mujoco, humanoid_walk  # noqa: F401  (register the mujoco-* tasks)
 from sim2real.sim.tasks.hover import HoverConfig, QuadrotorHoverEnv
 
 

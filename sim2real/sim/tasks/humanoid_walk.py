@@ -1,0 +1,480 @@
+"""Task ``mujoco-humanoid-walk``: velocity-command tracking with joint position targets (legged_gym / LIFT style).
+
+Model: Gymnasium's ``humanoid.xml`` (42 kg, 17 hinge joints, sphere feet, no ankles) with its torque motors
+turned into joint position servos inside MuJoCo (:meth:`HumanoidWalkEnv._edit_model`), so the PD law runs at
+every physics substep: ``tau = clip(kp (q_target - q) - kd qdot, +-tau_max)``. The passive joint springs of the
+MJCF are removed (the servo is the only actuator), joint damping and armature stay. Physics ``dt = 5 ms``
+(``implicitfast``, Newton solver, 10 iterations; RK4 at 3 ms was 5x slower), 4 substeps: **50 Hz control**.
+
+Action ``a`` in ``[-1, 1]^17`` (actuator order of the MJCF, ``spec.robot["joint_names"]``) ->
+``q_target = default_joint_pos + action_scale * a`` clipped to the joint range.
+
+=========================== ====== ======= ============ ============================================
+joints                      kp     kd      action scale torque limit (= 0.4 gear of the v5 motors)
+=========================== ====== ======= ============ ============================================
+abdomen x/y/z, hip x/z      150    5       0.3 rad      40 N m
+hip y (flexion)             200    5       0.7 rad      120 N m
+knee                        200    5       0.8 rad      80 N m
+shoulders, elbows           20     1       0.5 rad      10 N m
+=========================== ====== ======= ============ ============================================
+
+Leg gains follow ~35 kg humanoids (G1/T1: kp 100-200, kd 2-5); the servo bandwidth sqrt(kp / I) is ~15-40 rad/s,
+well inside the 5 ms step. Default pose: qpos0 (the MJCF's keyframes are all qpos0) with hips flexed
+-0.2 rad and knees -0.3 rad: qpos0's knee angle 0 lies outside the knee range [-160, -2] deg, a bent knee gives
+the servo authority both ways, and this pair puts the centre of mass over the (point) feet (2.5 mm behind).
+Torso height at that pose: 1.285 m. With point feet the robot cannot stand passively: action 0 falls in ~1.5 s.
+
+Commands ``(vx, vy, yaw_rate)`` per env, ``vx, vy`` in the heading (yaw-only) frame: uniform in
+:class:`CommandConfig`'s ranges, a fraction of standing commands (all zero), resampled every ``resample_s``.
+
+Observation groups (the layout is ``spec.obs_layout``, ``N`` envs):
+
+* ``policy`` ``(N, 60)``: gyro (body) 3 | projected gravity (body) 3 | command 3 | joint pos - default 17 |
+  joint vel 17 | last action 17, Gaussian noise on the first four sensors (:class:`ObsNoiseConfig`).
+* ``critic`` ``(N, 121)``: the same 60 noise-free | base linear velocity (body) 3 | torso height 1 | foot
+  contact forces (world, right|left, / body weight) 6 | push force (world, / body weight) 3 | the DR factors
+  (``get_params() / nominal``; 1 with DR off): body mass 13, friction 1, joint damping 17, servo gain 17.
+
+Reward per step = ``terms @ weights`` (:class:`RewardWeights`; terms in ``info["reward_terms"]``), weight x term:
+``1.0 exp(-|v_cmd - v_xy|^2 / 0.25) + 0.5 exp(-(w_cmd - w_z)^2 / 0.25) + 0.5 alive - 1.0 v_z^2 - 0.05 |w_xy|^2
+- 1.0 |g_xy|^2 - 0.01 |a - a_prev|^2 - 1e-5 sum tau^2 - 1e-4 sum |tau qdot|`` (legged_gym's terms, not scaled by
+dt, so a tracking, upright robot earns ~2 per step). Terminated on a fall (torso height outside ``[0.8, 2.0]`` m,
+tilt > 45 deg, or a diverged simulation); truncated after ``episode_steps`` (1000 = 20 s). DR defaults
+(:func:`humanoid_dr`, on): masses and servo gains x U(0.9, 1.1), friction x U(0.5, 1.25), damping x U(0.8, 1.2),
+80 N (std per axis) pushes on the torso for 0.1 s, started with probability 0.01 per step.
+
+Walking threshold (:func:`is_walking`): mean velocity error ``vel_error_xy < 0.25 m/s`` over validation episodes
+with fewer than 5 % falls (``WALK_VEL_ERROR``, ``WALK_FALL_RATE``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import astuple, dataclass, field, fields, replace
+from typing import Any
+
+import numpy as np
+import torch
+
+try:
+    import mujoco
+except ImportError:  # optional dependency; the env raises a clear error in MujocoVecEnv.__init__
+    mujoco = None
+
+from sim2real.sim.core import EnvSpec, ObsTerm, TaskEntry, register_task
+from sim2real.sim.mujoco_env import MujocoDRConfig, MujocoEnvConfig, MujocoVecEnv
+from sim2real.sim.tasks.gym_mujoco import gymnasium_asset
+
+TASK = "mujoco-humanoid-walk"
+WALK_VEL_ERROR = 0.25
+"""Walking: mean |v_cmd - v_xy| over validation episodes below this [m/s] ..."""
+WALK_FALL_RATE = 0.05
+"""... and fewer than this fraction of validation episodes ending in a fall."""
+VALIDATION_SEED = 12345
+_GRAVITY = 9.81
+
+#: (kp [N m / rad], kd [N m s / rad], action scale [rad]) per joint group, matched by name substring.
+_SERVO = {"abdomen": (150.0, 5.0, 0.3), "hip_x": (150.0, 5.0, 0.3), "hip_z": (150.0, 5.0, 0.3),
+          "hip_y": (200.0, 5.0, 0.7), "knee": (200.0, 5.0, 0.8), "shoulder": (20.0, 1.0, 0.5),
+          "elbow": (20.0, 1.0, 0.5)}  # fmt: skip
+_DEFAULT_POSE = {"right_hip_y": -0.2, "left_hip_y": -0.2, "right_knee": -0.3, "left_knee": -0.3}
+_FEET = ("right_foot", "left_foot")
+
+
+@dataclass
+class CommandConfig:
+    """Velocity commands, uniform per env; ``vx, vy`` in the heading frame."""
+
+    lin_vel_x: tuple[float, float] = (-0.5, 1.0)
+    lin_vel_y: tuple[float, float] = (-0.3, 0.3)
+    yaw_rate: tuple[float, float] = (-0.5, 0.5)
+    standing_fraction: float = 0.1
+    """Fraction of resampled commands that are exactly zero."""
+    resample_s: float = 5.0
+    """Seconds between resamples (also at every reset)."""
+
+
+@dataclass
+class RewardWeights:
+    """Weight per reward term (field order = ``reward_term_names`` = column order of ``info["reward_terms"]``)."""
+
+    track_lin_vel: float = 1.0
+    track_yaw_rate: float = 0.5
+    alive: float = 0.5
+    lin_vel_z: float = -1.0
+    ang_vel_xy: float = -0.05
+    orientation: float = -1.0
+    action_rate: float = -0.01
+    torques: float = -1e-5
+    power: float = -1e-4
+
+
+@dataclass
+class RewardConfig:
+    weights: RewardWeights = field(default_factory=RewardWeights)
+    lin_vel_sigma: float = 0.25
+    """sigma of ``exp(-|v_cmd - v|^2 / sigma)`` [m^2/s^2]."""
+    yaw_rate_sigma: float = 0.25
+
+
+@dataclass
+class ObsNoiseConfig:
+    """Gaussian sensor noise std on the ``policy`` group (the critic sees the clean values)."""
+
+    enabled: bool = True
+    gyro: float = 0.1
+    gravity: float = 0.025
+    joint_pos: float = 0.01
+    joint_vel: float = 0.5
+
+
+@dataclass
+class TerminationConfig:
+    min_height: float = 0.8
+    """Torso height limits [m] (standing: 1.285)."""
+    max_height: float = 2.0
+    max_tilt: float = math.pi / 4
+    """Largest angle between the torso z axis and the vertical [rad]."""
+
+
+def humanoid_dr() -> MujocoDRConfig:
+    """This task's DR defaults: +-10 % masses, gains; friction 0.5-1.25; a 0.1 s push every ~2 s."""
+    return MujocoDRConfig(enabled=True, mass_scale=(0.9, 1.1), friction_scale=(0.5, 1.25), damping_scale=(0.8, 1.2),
+                          gain_scale=(0.9, 1.1), push_prob=0.01, push_force_std=80.0, push_steps=5)  # fmt: skip
+
+
+@dataclass
+class HumanoidWalkConfig(MujocoEnvConfig):
+    """Settings of ``mujoco-humanoid-walk`` (``frame_skip=None``: 4; ``reset_noise_scale=None``: 0.02)."""
+
+    dr: MujocoDRConfig = field(default_factory=humanoid_dr)
+    timestep: float = 0.005
+    """Physics step [s]; control period = ``timestep * frame_skip``."""
+    commands: CommandConfig = field(default_factory=CommandConfig)
+    reward: RewardConfig = field(default_factory=RewardConfig)
+    noise: ObsNoiseConfig = field(default_factory=ObsNoiseConfig)
+    termination: TerminationConfig = field(default_factory=TerminationConfig)
+
+
+def _layout(items: list[tuple[str, int, str, float]]) -> list[ObsTerm]:
+    """Contiguous :class:`ObsTerm` slices from ``(name, size, frame, noise_std)``."""
+    out, start = [], 0
+    for name, size, frame, noise in items:
+        out.append(ObsTerm(name, start, size, frame, noise))
+        start += size
+    return out
+
+
+class HumanoidWalkEnv(MujocoVecEnv):
+    """Batched humanoid velocity tracking (see the module docstring); CPU MuJoCo, torch float32 outputs."""
+
+    task_name = TASK
+    default_frame_skip = 4
+    default_reset_noise = 0.02
+    aux_dim = 1
+    reward_term_names = tuple(f.name for f in fields(RewardWeights))
+
+    def __init__(self, cfg: HumanoidWalkConfig | None = None, **overrides: Any) -> None:
+        self.xml_path = gymnasium_asset("humanoid.xml")
+        super().__init__(cfg or HumanoidWalkConfig(), **overrides)
+        self.cfg: HumanoidWalkConfig
+        n, m = self.num_envs, self.model
+        d = mujoco.MjData(m)  # standing pose: default joint angles, feet `reset_noise` above the floor
+        d.qpos[self._qadr] = self.default_pose
+        mujoco.mj_kinematics(m, d)
+        low = min(d.geom_xpos[g, 2] - m.geom_size[g, 0] for g in self._foot_geoms)
+        self.init_qpos = d.qpos.copy()
+        self.init_qpos[2] += self.reset_noise - low
+        self.commands = torch.zeros(n, 3, dtype=torch.float64)
+        """Commands ``(N, 3)``: vx, vy [m/s] (heading frame), yaw rate [rad/s]."""
+        self._cmd_left = torch.zeros(n, dtype=torch.long)
+        self._resample_steps = max(1, round(self.cfg.commands.resample_s / self.dt))
+        self._action = torch.zeros(n, self.nu, dtype=torch.float64)  # (N, 17) in [-1, 1]
+        self._prev_action = torch.zeros(n, self.nu, dtype=torch.float64)
+        self._dr = np.ones((n, self._dr_dim))
+        self._terms = torch.zeros(n, len(self.reward_term_names), dtype=torch.float64)
+        self._errors = torch.zeros(n, 2, dtype=torch.float64)
+        self._weights = torch.tensor(astuple(self.cfg.reward.weights), dtype=torch.float64)  # (T,)
+        std = [t.noise_std for t in self.spec.obs_layout["policy"] for _ in range(t.size)]
+        self._noise_std = torch.tensor(std, dtype=torch.float64) if self.cfg.noise.enabled else None  # (60,)
+        self._weight_n = float(self._nominal["body_mass"].sum()) * _GRAVITY  # body weight [N]
+
+    # ------------------------------------------------------------------------------------------ model
+    def _edit_model(self, model: mujoco.MjModel) -> None:
+        """Motors -> position servos: ``force = kp ctrl - kp q - kd qdot`` (gain fixed, bias affine), gear 1."""
+        cfg = self.cfg
+        jnt = model.actuator_trnid[:, 0]
+        self.joint_names = [model.joint(j).name for j in jnt]
+        table = [next(v for k, v in _SERVO.items() if k in name) for name in self.joint_names]
+        self.kp, self.kd, self.action_scale = (np.array(c, dtype=np.float64) for c in zip(*table))
+        self.torque_limit = 0.4 * model.actuator_gear[:, 0].copy()  # the v5 motors' peak torque
+        self.default_pose = np.array([_DEFAULT_POSE.get(name, 0.0) for name in self.joint_names])
+        self._qadr, self._dadr = model.jnt_qposadr[jnt].copy(), model.jnt_dofadr[jnt].copy()
+        self._foot_bodies = [model.body(b).id for b in _FEET]
+        self._foot_geoms = [model.geom(b).id for b in _FEET]
+        model.actuator_gaintype[:] = mujoco.mjtGain.mjGAIN_FIXED
+        model.actuator_biastype[:] = mujoco.mjtBias.mjBIAS_AFFINE
+        # a motor has gainprm = (1, 0, ...), biasprm = 0, gear = (g, 0, ...): only these entries change
+        model.actuator_gainprm[:, 0] = self.kp  # gain * ctrl = kp q_target
+        model.actuator_biasprm[:, 1:3] = np.stack((-self.kp, -self.kd), 1)  # bias = -kp q - kd qdot
+        model.actuator_gear[:, 0] = 1.0
+        model.actuator_ctrlrange[:] = model.jnt_range[jnt]
+        model.actuator_ctrllimited[:] = 1
+        model.actuator_forcerange[:] = np.stack((-self.torque_limit, self.torque_limit), 1)
+        model.actuator_forcelimited[:] = 1
+        model.jnt_stiffness[:] = 0.0  # no passive springs toward qpos0
+        model.opt.timestep = cfg.timestep
+        model.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
+        model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
+        model.opt.iterations, model.opt.ls_iterations = 10, 20
+        self._dr_dim = (model.nbody - 1) + 1 + 2 * model.nu
+        w = mujoco.mjtWarning
+        self._bad_warnings = [int(w.mjWARN_BADQPOS), int(w.mjWARN_BADQVEL), int(w.mjWARN_BADQACC)]
+
+    def _randomize(self, i: int) -> None:
+        """Base DR, then the servo's bias follows its randomized gain; records the factors for the critic."""
+        super()._randomize(i)
+        m, nom = self.models[i], self._nominal
+        gain = m.actuator_gainprm[:, 0] / self.kp  # motor strength factor: kp and kd scale together
+        m.actuator_biasprm[:, 1] = -self.kp * gain
+        m.actuator_biasprm[:, 2] = -self.kd * gain
+        mass = m.body_mass[1:] / nom["body_mass"][1:]
+        friction = m.geom_friction[:1, 0] / nom["geom_friction"][:1, 0]
+        damping = m.dof_damping[self._dadr] / nom["dof_damping"][self._dadr]
+        self._dr[i] = np.concatenate((mass, friction, damping, gain))
+
+    def _obs_dim(self) -> int:
+        """Width of the raw per-env row: qpos | qvel | torso xmat 9 | foot forces 6 | actuator forces."""
+        return self.nq + self.nv + 9 + 6 + self.nu
+
+    def _measure(self, model: mujoco.MjModel, data: mujoco.MjData, obs: np.ndarray, aux: np.ndarray) -> None:
+        """Copy the raw state into ``obs`` (the maths is vectorised in :meth:`_features`); aux = divergence."""
+        a, b = self.nq, self.nq + self.nv
+        obs[:a] = data.qpos
+        obs[a:b] = data.qvel
+        obs[b : b + 9] = data.xmat[self.root_body]
+        obs[b + 9 : b + 15] = data.cfrc_ext[self._foot_bodies, 3:].ravel()  # force part of [torque, force]
+        obs[b + 15 :] = data.actuator_force
+        # MuJoCo resets a diverged simulation itself; its bad qpos/qvel/qacc warning counters tell us it did
+        aux[0] = data.warning.number[self._bad_warnings].sum()
+
+    def _make_spec(self) -> EnvSpec:
+        nz, nu = self.cfg.noise, self.nu
+        body = [("base_ang_vel", 3, "body [rad/s]", nz.gyro), ("projected_gravity", 3, "body", nz.gravity),
+                ("command", 3, "heading frame: vx, vy [m/s], yaw_rate [rad/s]", 0.0),
+                ("joint_pos", nu, "action order, minus default_joint_pos [rad]", nz.joint_pos),
+                ("joint_vel", nu, "action order [rad/s]", nz.joint_vel), ("last_action", nu, "action order", 0.0)]  # fmt: skip
+        noise_free = [(name, size, frame, 0.0) for name, size, frame, _ in body]
+        privileged = [("base_lin_vel", 3, "body [m/s]", 0.0), ("base_height", 1, "world z of the torso [m]", 0.0),
+                      ("foot_contact_force", 6, "world, right|left, / body weight", 0.0),
+                      ("push_force", 3, "world, / body weight", 0.0),
+                      ("dr_body_mass", self.model.nbody - 1, "factor, bodies 1..", 0.0),
+                      ("dr_friction", 1, "factor", 0.0), ("dr_joint_damping", nu, "factor, action order", 0.0),
+                      ("dr_servo_gain", nu, "factor, action order", 0.0)]  # fmt: skip
+        rnd = lambda x: [round(float(v), 6) for v in x]  # noqa: E731
+        robot = {
+            "name": "gymnasium humanoid", "xml": self.xml_path, "joint_names": self.joint_names,
+            "default_joint_pos": rnd(self.default_pose), "action_scale": rnd(self.action_scale),
+            "kp": rnd(self.kp), "kd": rnd(self.kd), "torque_limit": rnd(self.torque_limit),
+            "joint_range": [rnd(r) for r in self.model.actuator_ctrlrange],
+            "control": "joint position targets: q_target = default_joint_pos + action_scale * action",
+            "timestep": float(self.model.opt.timestep), "frame_skip": self.frame_skip,
+            "commands": {"lin_vel_x": self.cfg.commands.lin_vel_x, "lin_vel_y": self.cfg.commands.lin_vel_y,
+                         "yaw_rate": self.cfg.commands.yaw_rate},
+        }  # fmt: skip
+        return EnvSpec(
+            task=self.task_name,
+            obs_layout={"policy": _layout(body), "critic": _layout(noise_free + privileged)},
+            action_dim=nu,
+            action_meaning={"type": "joint position targets", "names": self.joint_names, "formula": robot["control"]},
+            control_dt=self.dt,
+            max_episode_steps=self.cfg.episode_steps,
+            robot=robot,
+        )
+
+    # ------------------------------------------------------------------------------------------ state
+    def set_commands(self, commands: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
+        """Set the commands ``(K, 3)`` of envs ``env_ids`` (all when None); the resample timer restarts."""
+        ids = self._ids(env_ids)
+        self.commands[ids] = torch.as_tensor(commands, dtype=torch.float64).reshape(len(ids), 3)
+        self._cmd_left[ids] = self._resample_steps
+
+    def _resample_commands(self, ids: list[int]) -> None:
+        if not ids:
+            return
+        c, k = self.cfg.commands, len(ids)
+        lo, hi = torch.tensor((c.lin_vel_x, c.lin_vel_y, c.yaw_rate), dtype=torch.float64).T  # (3,) each
+        cmd = lo + (hi - lo) * torch.rand(k, 3, generator=self.gen, dtype=torch.float64)  # U(lo, hi)
+        standing = torch.rand(k, generator=self.gen, dtype=torch.float64) < c.standing_fraction
+        self.set_commands(cmd * ~standing[:, None], torch.as_tensor(ids))
+
+    def _reset_idx(self, ids: list[int]) -> None:
+        super()._reset_idx(ids)
+        self._action[ids] = self._prev_action[ids] = 0.0
+        self._resample_commands(ids)
+
+    # ------------------------------------------------------------------------------------------ maths
+    def _features(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Physical quantities ``(N, ·)`` float64 from the raw rows ``(N, obs_dim)`` written by :meth:`_measure`."""
+        nq, nv, n = self.nq, self.nv, raw.shape[0]
+        qpos, qvel = raw[:, :nq], raw[:, nq : nq + nv]
+        rot = raw[:, nq + nv : nq + nv + 9].reshape(n, 3, 3)  # R: body -> world
+        omega_b = qvel[:, 3:6]  # a free joint's angular velocity is in the body frame
+        v_w = qvel[:, 0:3]  # ... and its linear velocity in the world frame
+        yaw = torch.atan2(rot[:, 1, 0], rot[:, 0, 0])
+        cy, sy = torch.cos(yaw), torch.sin(yaw)
+        joint_vel = qvel[:, self._dadr]
+        tau = raw[:, nq + nv + 15 :]
+        return {
+            "omega_b": omega_b,
+            "gravity_b": -rot[:, 2, :],  # R^T (0, 0, -1) = -(row 2 of R)
+            "v_b": torch.einsum("nij,ni->nj", rot, v_w),  # R^T v_w
+            "v_heading": torch.stack((cy * v_w[:, 0] + sy * v_w[:, 1], -sy * v_w[:, 0] + cy * v_w[:, 1]), 1),
+            "v_z": v_w[:, 2],
+            "yaw_rate": (rot[:, 2, :] * omega_b).sum(1),  # (R omega_b)_z
+            "joint_pos": qpos[:, self._qadr] - torch.as_tensor(self.default_pose),
+            "joint_vel": joint_vel,
+            "height": qpos[:, 2:3],
+            "foot_force": raw[:, nq + nv + 9 : nq + nv + 15] / self._weight_n,
+            "torque_sq": tau.square().sum(1),
+            "power": (tau * joint_vel).abs().sum(1),
+        }
+
+    def observe(self) -> dict[str, torch.Tensor]:
+        """``{"policy": (N, 60), "critic": (N, 121)}`` float32 on ``device`` (policy with sensor noise)."""
+        f = self._features(torch.as_tensor(self._obs))
+        clean = torch.cat(
+            (f["omega_b"], f["gravity_b"], self.commands, f["joint_pos"], f["joint_vel"], self._action), 1
+        )
+        push = torch.as_tensor(self._push[:, :3]) / self._weight_n
+        critic = torch.cat((clean, f["v_b"], f["height"], f["foot_force"], push, torch.as_tensor(self._dr)), 1)
+        policy = clean
+        if self._noise_std is not None:
+            policy = clean + self._noise_std * torch.randn(clean.shape, generator=self.gen, dtype=torch.float64)
+        out = {"policy": policy, "critic": critic}
+        return {k: torch.nan_to_num(v).float().to(self.device) for k, v in out.items()}
+
+    def _reward_done(
+        self, obs: torch.Tensor, aux: torch.Tensor, velocity: torch.Tensor, action: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Reward ``(N,)`` = terms ``(N, T)`` @ weights, terminated ``(N,)``; then resamples due commands."""
+        f, cfg = self._features(obs), self.cfg.reward
+        t = self.cfg.termination
+        finite = torch.isfinite(obs).all(1) & (aux[:, 0] == 0)
+        h = f["height"][:, 0]
+        upright = -f["gravity_b"][:, 2]  # cos(tilt)
+        fell = (h < t.min_height) | (h > t.max_height) | (upright < math.cos(t.max_tilt))
+        terminated = fell | ~finite
+        err_xy = (self.commands[:, :2] - f["v_heading"]).norm(dim=1)
+        err_yaw = (self.commands[:, 2] - f["yaw_rate"]).abs()
+        # fmt: off
+        terms = torch.stack((
+            torch.exp(-err_xy.square() / cfg.lin_vel_sigma),  # exp(-|v_cmd - v|^2 / sigma)
+            torch.exp(-err_yaw.square() / cfg.yaw_rate_sigma),  # exp(-(w_cmd - w_z)^2 / sigma)
+            (~terminated).double(),  # alive
+            f["v_z"].square(),  # vertical velocity (world)
+            f["omega_b"][:, :2].square().sum(1),  # roll / pitch rates
+            f["gravity_b"][:, :2].square().sum(1),  # tilt: |g_xy|^2 = sin^2(tilt)
+            (self._action - self._prev_action).square().sum(1),  # action rate
+            f["torque_sq"], f["power"]), 1)  # sum tau^2, sum |tau qdot|
+        # fmt: on
+        self._terms = torch.where(finite[:, None], terms, 0.0)
+        self._errors = torch.where(finite[:, None], torch.stack((err_xy, err_yaw), 1), 0.0)
+        self._cmd_left -= 1  # after the reward: the next observation carries the new command
+        self._resample_commands((self._cmd_left <= 0).nonzero().flatten().tolist())
+        return self._terms @ self._weights, terminated
+
+    def reward_from_terms(self, terms: torch.Tensor) -> torch.Tensor:
+        return terms @ self._weights.to(terms)
+
+    def step(self, action: torch.Tensor):
+        """One 20 ms control step for actions ``(N, 17)`` in [-1, 1] (clipped); the :class:`VecEnv` contract.
+
+        ``info`` adds ``reward_terms`` ``(N, T)`` and ``tracking_error`` ``(N, 2)`` = (|v_cmd - v_xy| [m/s],
+        |yaw_rate_cmd - yaw_rate| [rad/s]) of the step, before any reset.
+        """
+        a = self.check_action(action).cpu().double().clamp(-1.0, 1.0)
+        self._prev_action, self._action = self._action, a
+        target = torch.as_tensor(self.default_pose) + torch.as_tensor(self.action_scale) * a  # q_target
+        target = torch.clamp(target, self.act_low.double(), self.act_high.double())
+        obs, reward, terminated, truncated, info = super().step(target.to(self.device))
+        info["reward_terms"] = self._terms.float().to(self.device)
+        info["tracking_error"] = self._errors.float().to(self.device)
+        return obs, reward, terminated, truncated, info
+
+
+# ----------------------------------------------------------------------------------------------- hooks
+def is_walking(figures: dict[str, float], vel_error: float = WALK_VEL_ERROR, fall_rate: float = WALK_FALL_RATE) -> bool:
+    """The walking threshold of the module docstring on :func:`validate`'s figures."""
+    return figures["vel_error_xy"] < vel_error and figures["fall_rate"] < fall_rate
+
+
+def validate(
+    policy_fn: Callable[[torch.Tensor], torch.Tensor],
+    env_cfg: HumanoidWalkConfig | None = None,
+    episodes: int = 32,
+    seed: int | None = None,
+) -> dict[str, float]:
+    """Run ``episodes`` episodes (one per env of a fresh CPU env, same settings) with ``policy_fn``.
+
+    ``policy_fn`` maps ``policy`` observations ``(E, 60)`` to actions ``(E, 17)``. Deterministic given ``seed``
+    (default ``VALIDATION_SEED``) and a deterministic policy. Figures: ``vel_error_xy`` / ``yaw_rate_error`` =
+    mean per-step tracking errors over all steps of all episodes, ``fall_rate`` = fraction of episodes
+    terminated, ``episode_length`` = mean steps; ``score = vel_error_xy + 0.5 yaw_rate_error + 2 fall_rate``
+    (lower is better).
+    """
+    cfg = replace(env_cfg or HumanoidWalkConfig(), num_envs=episodes, device="cpu")
+    env = HumanoidWalkEnv(cfg)
+    try:
+        obs = env.reset(VALIDATION_SEED if seed is None else seed)
+        alive, fell = torch.ones(episodes, dtype=torch.bool), torch.zeros(episodes, dtype=torch.bool)
+        steps, err = torch.zeros(episodes), torch.zeros(episodes, 2, dtype=torch.float64)
+        while bool(alive.any()):
+            with torch.no_grad():
+                action = policy_fn(obs["policy"]).to("cpu", torch.float32)
+            obs, _, terminated, truncated, info = env.step(action)
+            err += info["tracking_error"].double() * alive[:, None]
+            steps += alive.float()
+            fell |= terminated & alive
+            alive &= ~(terminated | truncated)
+    finally:
+        env.close()
+    mean_err = err.sum(0) / steps.sum()  # per-step mean over all steps of all episodes
+    figures = {"vel_error_xy": float(mean_err[0]), "yaw_rate_error": float(mean_err[1]),
+               "fall_rate": float(fell.float().mean()), "episode_length": float(steps.mean())}  # fmt: skip
+    figures["score"] = figures["vel_error_xy"] + 0.5 * figures["yaw_rate_error"] + 2.0 * figures["fall_rate"]
+    figures["walking"] = float(is_walking(figures))
+    return figures
+
+
+def train_defaults() -> Any:
+    """SAC defaults for this task on a GPU (returns a ``TrainConfig``).
+
+    Not tuned here (a 2-core CPU cannot train a humanoid): picked from the LIFT / FastSAC notes
+    (``shared/notes/algorithms.md``): asymmetric actor/critic groups, LayerNorm critics, large batch, 8 updates
+    per vector step (FastSAC), actor every 2nd update, gamma 0.97 (FastSAC at 50 Hz), target entropy
+    -0.5 |A| (LIFT), swish activations (LIFT), 1M replay. Replay ratio = 8 * 4096 / 1024 = 32.
+    """
+    from sim2real.policies.runner import TrainConfig
+    from sim2real.policies.sac import SACConfig
+
+    sac = SACConfig(actor_obs="policy", critic_obs="critic", actor_hidden=(256, 256), critic_hidden=(512, 512),
+                    activation="silu", critic_layernorm=True, gamma=0.97, tau=0.05, actor_lr=3e-4, critic_lr=3e-4,
+                    batch_size=4096, actor_delay=2, init_alpha=0.01, target_entropy=-0.5 * 17)  # fmt: skip
+    return TrainConfig(task=TASK, num_envs=1024, total_env_steps=40_000_000, warmup_env_steps=50_000,
+                       updates_per_step=8.0, replay_size=1_000_000, sac=sac, log_interval=200_000,
+                       checkpoint_interval=2_000_000, eval_interval=1_000_000, eval_start=2_000_000,
+                       eval_episodes=32)  # fmt: skip
+
+
+register_task(
+    TaskEntry(
+        name=TASK,
+        make=HumanoidWalkEnv,
+        description="Gymnasium humanoid on joint position servos tracking (vx, vy, yaw rate) commands, 50 Hz, DR",
+        config_cls=HumanoidWalkConfig,
+        train_defaults=train_defaults,
+        validate=validate,
+    )
+)

@@ -62,11 +62,12 @@ bench-deps: ## System packages the peers need (OpenBLAS, so the RLtools peer lin
 	@dpkg -s libopenblas-dev >/dev/null 2>&1 || { $(SUDO) apt-get update && \
 		DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y --no-install-recommends libopenblas-dev; }
 
-bench: install bench-deps mcu-deps ## Run every benchmark in benchmarks/ (each prints a comparison table)
+bench: install bench-deps mcu-deps ## Run every benchmark in benchmarks/ (each prints a comparison table; exit 77 = skipped, e.g. needs CUDA)
 	@set -e; found=0; for f in benchmarks/*.py; do \
 		case "$$(basename "$$f")" in _*) continue;; esac; \
 		[ -f "$$f" ] || continue; found=1; \
-		echo "==> $$f"; $(BIN)/python "$$f"; \
+		echo "==> $$f"; rc=0; $(BIN)/python "$$f" || rc=$$?; \
+		if [ $$rc -eq 77 ]; then echo "    (skipped on this machine)"; elif [ $$rc -ne 0 ]; then exit $$rc; fi; \
 	done; \
 	if [ $$found -eq 0 ]; then echo "error: no benchmarks in benchmarks/" >&2; exit 1; fi
 

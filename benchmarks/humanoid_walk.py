@@ -1,16 +1,19 @@
-"""Wall clock until SAC learns to walk on ``mujoco-humanoid-walk`` (CUDA learner, CPU-threaded MuJoCo physics).
+"""Wall clock until SAC learns to walk on ``mujoco-humanoid-walk`` (CUDA learner; mujoco_warp or CPU MuJoCo physics).
 
-    python benchmarks/humanoid_walk.py [--device cuda] [--num-envs 4096] [--threshold 0.25] [--max-minutes 60]
-                                       [--seed 0] [--eval-interval 1000000] [--set sac.batch_size=8192 ...]
+    python benchmarks/humanoid_walk.py [--device cuda] [--backend warp|cpu] [--num-envs 4096] [--threshold 0.25]
+                                       [--max-minutes 60] [--seed 0] [--eval-interval 1000000]
+                                       [--set sac.batch_size=8192 ...]
 
 Trains with the task's ``train_defaults()`` (``--num-envs``, ``--device``, ``--seed`` and any ``--set`` dotted
 overrides applied), validates the deterministic policy every ``--eval-interval`` env steps with the task's
 ``validate()`` (``--eval-episodes`` fresh episodes on the CPU), and prints the wall clock at which the policy first
 walks: ``vel_error_xy < --threshold`` with ``fall_rate < WALK_FALL_RATE`` (total, and with validation time
-excluded). Exit code 0 when it walked, 1 when ``--max-minutes`` ran out first, 2 when CUDA is missing
+excluded). Exit code 0 when it walked, 1 when ``--max-minutes`` ran out first, 77 (skipped, for ``make bench``) when CUDA is missing
 (``--device cpu`` runs the same loop for smoke tests, e.g. ``--num-envs 16 --max-minutes 1``).
 
-The physics is ``MujocoVecEnv`` stepped by ``--num-threads`` CPU threads; only the learner runs on the GPU.
+``--backend warp`` (the default when CUDA is available) runs the physics on mujoco_warp, every env in one batched
+simulation on ``--device`` next to the learner; ``--backend cpu`` (the default otherwise) steps CPU MuJoCo with
+``--num-threads`` threads and only the learner runs on the GPU. Validation always runs the CPU backend.
 """
 
 from __future__ import annotations
@@ -35,6 +38,8 @@ from sim2real.utils import write_text_atomic
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--device", default="cuda", help="learner device (default cuda; cpu only for smoke tests)")
+    p.add_argument("--backend", choices=("cpu", "warp"), default=None,
+                   help="physics backend (default: warp when CUDA is available, else cpu)")  # fmt: skip
     p.add_argument("--num-envs", type=int, default=4096)
     p.add_argument("--threshold", type=float, default=WALK_VEL_ERROR, help="walking: mean |v_cmd - v_xy| below [m/s]")
     p.add_argument("--max-minutes", type=float, default=60.0)
@@ -50,19 +55,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    args.backend = args.backend or ("warp" if torch.cuda.is_available() else "cpu")
     if args.device.startswith("cuda") and not torch.cuda.is_available():
         print(f"CUDA is not available on this machine (--device {args.device}); pass --device cpu to run the same "
               "loop on the CPU (smoke test, use a small --num-envs)", file=sys.stderr)  # fmt: skip
-        return 2
+        return 77  # "skipped" for `make bench`
     gpu = torch.cuda.get_device_name(torch.device(args.device)) if args.device.startswith("cuda") else "none (CPU)"
     overrides = dict(kv.split("=", 1) for kv in args.set)
     cfg = apply_overrides(
         train_defaults(),
         {"num_envs": args.num_envs, "device": args.device, "seed": args.seed, "total_env_steps": 10**12,
          "eval_episodes": args.eval_episodes, "log_dir": args.log_dir, "name": "benchmark",
-         "env.num_threads": args.num_threads, **overrides},
+         "env.num_threads": args.num_threads, "env.backend": args.backend, **overrides},
     )  # fmt: skip
-    print(f"task {TASK}  device {args.device}  GPU {gpu}  envs {cfg.num_envs}  MuJoCo threads {args.num_threads}  "
+    threads = f"MuJoCo threads {args.num_threads}" if args.backend == "cpu" else "mujoco_warp"
+    print(f"task {TASK}  device {args.device}  GPU {gpu}  envs {cfg.num_envs}  backend {args.backend} ({threads})  "
           f"batch {cfg.sac.batch_size} x {cfg.updates_per_step} updates/step  walking: vel_error_xy < "
           f"{args.threshold} m/s and fall_rate < {WALK_FALL_RATE}", flush=True)  # fmt: skip
     t_build = time.perf_counter()
@@ -92,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
             break
     runner.save()
     wall = time.perf_counter() - t0
-    result = {"task": TASK, "device": args.device, "gpu": gpu, "num_envs": cfg.num_envs, "seed": args.seed,
-              "threshold_m_s": args.threshold, "walked": walked is not None, "env_steps": runner.env_steps,
+    result = {"task": TASK, "device": args.device, "backend": args.backend, "gpu": gpu, "num_envs": cfg.num_envs,
+              "seed": args.seed, "threshold_m_s": args.threshold, "walked": walked is not None,
+              "env_steps": runner.env_steps,
               "wall_s": round(walked if walked is not None else wall, 1),
               "train_wall_s": round((walked if walked is not None else wall) - eval_s, 1),
               "last_validation": figures, "run_dir": str(runner.run_dir)}  # fmt: skip

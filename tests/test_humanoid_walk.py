@@ -168,6 +168,15 @@ def test_servo_tracks_position_targets() -> None:
     torch.testing.assert_close(joint_pos, q - torch.as_tensor(env.default_pose), atol=1e-6, rtol=0)
 
 
+def test_friction_cone_option() -> None:
+    import mujoco
+
+    assert env_of(1).model.opt.cone == mujoco.mjtCone.mjCONE_PYRAMIDAL  # the MJCF's (see the module docstring)
+    assert env_of(1, friction_cone="elliptic").model.opt.cone == mujoco.mjtCone.mjCONE_ELLIPTIC
+    with pytest.raises(ValueError, match="friction_cone"):
+        env_of(1, friction_cone="round")
+
+
 def test_commands_resampled_and_observed() -> None:
     cmds = CommandConfig(resample_s=0.2, standing_fraction=0.0)  # every 10 control steps
     env = env_of(4, commands=cmds, termination=NO_FALL)

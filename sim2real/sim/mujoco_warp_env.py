@@ -12,10 +12,10 @@ State lives in one ``mujoco_warp.Data`` with ``nworld = num_envs`` on ``device``
 the same kernels on Warp's LLVM CPU backend, one core at ~0.7x CPU MuJoCo's per-core speed: for tests). :class:`WarpBatch` holds
 zero-copy float32 torch views of its arrays: actions are written into ``ctrl``, pushes into ``xfrc_applied``,
 resets write ``qpos``/``qvel`` of the reset worlds. One control step (``frame_skip`` x ``mujoco_warp.step``, then
-``rne_postconstraint`` for ``cfrc_ext``), the masked ``reset_data`` and ``forward`` are each captured once in a
-Warp graph (a CUDA graph on GPU; Warp 1.19 also replays graphs on CPU) and relaunched every step. Warp runs on
-its device's default stream, which is blocking, so it is ordered with torch's default stream (launch no torch
-work for the env on another stream).
+``rne_postconstraint`` for ``cfrc_ext``), the masked ``reset_data``, ``forward`` and (DR) ``set_const`` are each
+captured once in a Warp graph (a CUDA graph on GPU; Warp 1.19 also replays graphs on CPU) and relaunched every
+step. Warp runs on its device's default stream, which is blocking, so it is ordered with torch's default stream
+(launch no torch work for the env on another stream).
 
 Same contract as the CPU backend: same random streams (a seed gives the same reset states, DR draws and pushes
 as ``backend="cpu"``), rewards computed by the task's ``_reward_done`` in float64, ``terminated``/``truncated``,
@@ -23,7 +23,14 @@ same-step auto-reset with ``info["final_obs"]``. Differences: the physics is flo
 ``forward`` after a reset runs on every world; live worlds keep the observation and position measured after their
 step (cached), so their reward is unaffected. Domain randomization uses per-world model arrays
 (``put_model(batch_sizes=...)``) for masses/inertias, friction, damping and actuator gains, followed by
-``mujoco_warp.set_const`` (the derived ``invweight0``/``subtreemass``/``acc0`` fields are per world too).
+``mujoco_warp.set_const`` (the derived ``invweight0``/``subtreemass``/``acc0`` fields are per world too). A task whose
+actuators are position servos sets ``dr_gain_scales_bias = True``: the gain factor then also scales
+``actuator_biasprm[:, 1:3]`` (per world), so kp and kd scale together and the set-point does not move (the CPU
+backend's task does the same in its ``_randomize``). Tasks that draw per-step randomness on the device use
+``device_gen`` (the env's ``gen`` on Warp's CPU device, so the streams stay those of the CPU backend; a separate
+generator on a GPU, reseeded by ``reset(seed)``). A task can also override ``step``/``observe`` around the
+batched views and keep its own state on ``device``, as ``mujoco-humanoid-walk`` does
+(:mod:`sim2real.sim.tasks.humanoid_walk`).
 """
 
 from __future__ import annotations
@@ -32,14 +39,14 @@ import gc
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from sim2real.sim.mujoco_env import MujocoEnvConfig, MujocoVecEnv
 
 INSTALL_HINT = "pip install mujoco-warp  (or pip install 'sim2real[warp]')"
 _DR_FIELDS = ("body_mass", "body_inertia", "geom_friction", "dof_damping", "actuator_gainprm")
-_VIEW_FIELDS = ("qpos", "qvel", "ctrl", "xpos", "xipos", "cinert", "cvel", "cfrc_ext", "qfrc_actuator", "xfrc_applied")
+_VIEW_FIELDS = ("qpos", "qvel", "ctrl", "xpos", "xipos", "xmat", "cinert", "cvel", "cfrc_ext", "qfrc_actuator",
+                "actuator_force", "xfrc_applied")  # fmt: skip
 _DERIVED_FIELDS = ("body_subtreemass", "body_invweight0", "dof_invweight0", "tendon_invweight0", "actuator_acc0")
 
 
@@ -85,16 +92,21 @@ class WarpBatch:
     ctrl: torch.Tensor  # (N, nu)
     xpos: torch.Tensor  # (N, nbody, 3) body frame positions
     xipos: torch.Tensor  # (N, nbody, 3) body centre-of-mass positions
+    xmat: torch.Tensor  # (N, nbody, 3, 3) body orientations (body -> world)
     cinert: torch.Tensor  # (N, nbody, 10) com-based inertia (MuJoCo's layout)
     cvel: torch.Tensor  # (N, nbody, 6) com-based velocity (rot, lin)
     cfrc_ext: torch.Tensor  # (N, nbody, 6) com-based external force (rot, lin), after rne_postconstraint
     qfrc_actuator: torch.Tensor  # (N, nv)
+    actuator_force: torch.Tensor  # (N, nu) actuator forces (gear 1: joint torques)
     xfrc_applied: torch.Tensor  # (N, nbody, 6) applied Cartesian force (force, torque)
     body_mass: torch.Tensor  # (B, nbody) model masses (per world under DR)
 
 
 class MujocoWarpVecEnv(MujocoVecEnv):
     """The warp backend, mixed into a task class by :func:`warp_task_class` (not built directly)."""
+
+    dr_gain_scales_bias: bool = False
+    """DR: the actuator gain factor also scales ``actuator_biasprm[:, 1:3]`` (position servos: kp and kd)."""
 
     def __init__(self, cfg: MujocoEnvConfig | None = None, **overrides: Any) -> None:
         wp, mjw = import_warp()
@@ -111,8 +123,9 @@ class MujocoWarpVecEnv(MujocoVecEnv):
             self._pool = None
         n, dev, m = self.num_envs, self.device, self.model
         dr = self.cfg.dr.enabled
+        dr_fields = _DR_FIELDS + (("actuator_biasprm",) if self.dr_gain_scales_bias else ())
         with wp.ScopedDevice(self._wp_device):
-            batch = {f: n for f in _DR_FIELDS + _DERIVED_FIELDS} if dr else None
+            batch = {f: n for f in dr_fields + _DERIVED_FIELDS} if dr else None
             try:
                 self.wp_model = mjw.put_model(m, batch_sizes=batch)
             except NotImplementedError as e:  # e.g. Humanoid-v5's PGS solver
@@ -126,15 +139,18 @@ class MujocoWarpVecEnv(MujocoVecEnv):
         d, t = self.wp_data, wp.to_torch
         self.batch = WarpBatch(**{k: t(getattr(d, k)) for k in _VIEW_FIELDS}, body_mass=t(self.wp_model.body_mass))
         self._mask = t(self._mask_wp)
-        self._params = {f: t(getattr(self.wp_model, f)) for f in _DR_FIELDS}
-        self._nominal_t = {k: torch.as_tensor(v, dtype=torch.float32, device=dev) for k, v in self._nominal.items()}
-        self._pending: dict[int, tuple[np.ndarray, ...]] = {}
+        self._params = {f: t(getattr(self.wp_model, f)) for f in dr_fields}
+        nominal = {**self._nominal, "actuator_biasprm": m.actuator_biasprm}
+        self._nominal_t = {k: torch.as_tensor(v, dtype=torch.float32, device=dev) for k, v in nominal.items()}
+        self._pending: list[int] = []  # envs whose parameters are drawn in the next _apply_params
         self.act_low, self.act_high = self.act_low.to(dev), self.act_high.to(dev)
         self.steps = self.steps.to(dev)
         self.ep_return = self.ep_return.to(dev)
         self._obs_t = torch.zeros(n, self.obs_dim, device=dev)
         self._aux_t = torch.zeros(n, max(self.aux_dim, 1), device=dev)
         self._pos = torch.zeros(n, 2, dtype=torch.float64, device=dev)
+        self.device_gen = self.gen if dev.type == "cpu" else torch.Generator(dev).manual_seed(0)
+        """Generator on ``device`` for a task's per-step draws (e.g. sensor noise; reseeded by ``reset(seed)``)."""
         self._graphs: dict[str, Any] = {}
         self.use_graphs = self._capture_graphs()
 
@@ -156,10 +172,12 @@ class MujocoWarpVecEnv(MujocoVecEnv):
                 mjw.step(m, d)
             mjw.rne_postconstraint(m, d)
 
+        groups = mjw.SetConstGroup.FIXED | mjw.SetConstGroup.INERT0  # what the DR fields change (~200 launches)
         return {
             "step": step,
             "reset": lambda: mjw.reset_data(m, d, reset=self._mask_wp),
             "forward": lambda: mjw.forward(m, d),
+            **({"set_const": lambda: mjw.set_const(m, d, groups=groups, restore=False)} if self.cfg.dr.enabled else {}),
         }
 
     def _capture_graphs(self) -> bool:
@@ -193,6 +211,10 @@ class MujocoWarpVecEnv(MujocoVecEnv):
 
         self.models = [self.model]  # one host MjData (qpos0, inspection); the batched state is self.wp_data
         self.datas = [mujoco.MjData(self.model)]
+
+    def _ids(self, env_ids: torch.Tensor | None) -> list[int]:
+        """Env indices as a list (one ``tolist``, no Python loop over the elements: resets of many worlds)."""
+        return list(range(self.num_envs)) if env_ids is None else torch.as_tensor(env_ids).flatten().long().tolist()
 
     def get_state(self) -> tuple[torch.Tensor, torch.Tensor]:
         """``(qpos (N, nq), qvel (N, nv))`` float64 copies on ``device``."""
@@ -238,31 +260,41 @@ class MujocoWarpVecEnv(MujocoVecEnv):
         }
 
     def _randomize(self, i: int) -> None:
-        """Draw env ``i``'s factors (same generator calls as the CPU backend); applied in :meth:`_apply_params`."""
-        dr, m = self.cfg.dr, self.model
-        mass = self._uniform(dr.mass_scale, m.nbody)
-        friction = self._uniform(dr.friction_scale, 1)
-        self._pending[i] = (mass, friction, self._uniform(dr.damping_scale, m.nv), self._uniform(dr.gain_scale, m.nu))
+        """Queue env ``i``: its factors are drawn with the other queued envs' in :meth:`_apply_params`."""
+        self._pending.append(i)
 
     def _apply_params(self) -> None:
-        """Write the pending per-world parameters into the model arrays and recompute the derived constants."""
+        """Draw the queued worlds' factors, write them into the model arrays and recompute the derived constants.
+
+        One ``(K, nbody + 1 + nv + nu)`` draw gives the numbers of the CPU backend's ``_randomize`` env after env
+        (mass, friction, damping, gain; its generator fills a tensor in order): the same DR draws for a seed.
+        """
         if not self._pending:
             return
-        idx = torch.as_tensor(list(self._pending), device=self.device)
-        mass, fric, damp, gain = (torch.as_tensor(np.stack(x), dtype=torch.float32, device=self.device)
-                                  for x in zip(*self._pending.values()))  # fmt: skip
-        self._pending.clear()
+        dr, m, dev = self.cfg.dr, self.model, self.device
+        idx, sizes = torch.as_tensor(self._pending, device=dev), (m.nbody, 1, m.nv, m.nu)
+        u = torch.rand(len(self._pending), sum(sizes), generator=self.gen, dtype=torch.float64)
+        self._pending = []
+        scales = (dr.mass_scale, dr.friction_scale, dr.damping_scale, dr.gain_scale)
+        lo, hi = (torch.cat([torch.full((n,), float(s[j]), dtype=torch.float64) for n, s in zip(sizes, scales)])
+                  for j in (0, 1))  # fmt: skip
+        mass, fric, damp, gain = (lo + (hi - lo) * u).to(dev, torch.float32).split(sizes, 1)
         p, nom = self._params, self._nominal_t
         p["body_mass"][idx] = nom["body_mass"] * mass
         p["body_inertia"][idx] = nom["body_inertia"] * mass[..., None]
         p["geom_friction"][idx] = nom["geom_friction"] * fric[..., None]
         p["dof_damping"][idx] = nom["dof_damping"] * damp
         p["actuator_gainprm"][idx, :, 0] = nom["actuator_gainprm"][:, 0] * gain
-        groups = self._mjw.SetConstGroup.FIXED | self._mjw.SetConstGroup.INERT0
-        with self._wp.ScopedDevice(self._wp_device):
-            self._mjw.set_const(self.wp_model, self.wp_data, groups=groups, restore=False)
+        if self.dr_gain_scales_bias:
+            p["actuator_biasprm"][idx, :, 1:3] = nom["actuator_biasprm"][:, 1:3] * gain[..., None]
+        self._run("set_const")
 
     # ------------------------------------------------------------------------------------------ step
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        if seed is not None and self.device_gen is not self.gen:
+            self.device_gen.manual_seed(int(seed))
+        return super().reset(seed)
+
     def observe(self) -> dict[str, torch.Tensor]:
         """``{"policy": (N, D), "critic": (N, D)}`` float32 on ``device`` (copies: callers may modify them)."""
         return {"policy": self._obs_t.clone(), "critic": self._obs_t.clone()}

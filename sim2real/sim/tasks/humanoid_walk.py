@@ -43,6 +43,16 @@ tilt > 45 deg, or a diverged simulation); truncated after ``episode_steps`` (100
 (:func:`humanoid_dr`, on): masses and servo gains x U(0.9, 1.1), friction x U(0.5, 1.25), damping x U(0.8, 1.2),
 80 N (std per axis) pushes on the torso for 0.1 s, started with probability 0.01 per step.
 
+Backends (``backend=``): ``"cpu"`` (MuJoCo, an ``MjData`` per env) and ``"warp"`` (mujoco_warp, one batched
+simulation on ``device``: :mod:`sim2real.sim.mujoco_warp_env`) write the same raw row per env (qpos | qvel | torso
+xmat | foot forces | actuator forces) and share the batched torch maths (:meth:`HumanoidWalkEnv._features`, on
+``device`` for warp). A seed gives the same resets, commands, DR draws and pushes (and sensor noise, except on a
+GPU); from one state a step agrees to ~1e-4 relative (warp: float32). Friction cones are pyramidal by default: the
+sphere feet get the same contact frame in both engines; capsule-floor contacts (none in 15k live env-steps of random
+actions: they come with the fall that ends an episode) a rotated pyramid on warp (1e-3..1e-2 differences;
+``friction_cone="elliptic"`` removes them, slower).
+:func:`validate` always runs the CPU backend.
+
 Walking threshold (:func:`is_walking`): mean velocity error ``vel_error_xy < 0.25 m/s`` over validation episodes
 with fewer than 5 % falls (``WALK_VEL_ERROR``, ``WALK_FALL_RATE``).
 """
@@ -155,6 +165,9 @@ class HumanoidWalkConfig(MujocoEnvConfig):
     reward: RewardConfig = field(default_factory=RewardConfig)
     noise: ObsNoiseConfig = field(default_factory=ObsNoiseConfig)
     termination: TerminationConfig = field(default_factory=TerminationConfig)
+    friction_cone: str = "pyramidal"
+    """``"pyramidal"`` (the MJCF's; faster) or ``"elliptic"`` (rotation invariant: the backends agree on capsule
+    contacts too, at -10 % env steps/s on the CPU backend and -23 % on Warp's CPU device); see the module docstring."""
 
 
 def _layout(items: list[tuple[str, int, str, float]]) -> list[ObsTerm]:
@@ -167,37 +180,44 @@ def _layout(items: list[tuple[str, int, str, float]]) -> list[ObsTerm]:
 
 
 class HumanoidWalkEnv(MujocoVecEnv):
-    """Batched humanoid velocity tracking (see the module docstring); CPU MuJoCo, torch float32 outputs."""
+    """Batched humanoid velocity tracking on either backend (see the module docstring); float32 outputs on ``device``."""
 
     task_name = TASK
     default_frame_skip = 4
     default_reset_noise = 0.02
     aux_dim = 1
     reward_term_names = tuple(f.name for f in fields(RewardWeights))
+    dr_gain_scales_bias = True  # warp backend: the servo bias follows the randomized gain (CPU: in _randomize)
 
     def __init__(self, cfg: HumanoidWalkConfig | None = None, **overrides: Any) -> None:
         self.xml_path = gymnasium_asset("humanoid.xml")
         super().__init__(cfg or HumanoidWalkConfig(), **overrides)
         self.cfg: HumanoidWalkConfig
         n, m = self.num_envs, self.model
+        self._warp = self.cfg.backend == "warp"
+        dev = self._dev = self.device if self._warp else torch.device("cpu")  # where the batched maths runs
         d = mujoco.MjData(m)  # standing pose: default joint angles, feet `reset_noise` above the floor
         d.qpos[self._qadr] = self.default_pose
         mujoco.mj_kinematics(m, d)
         low = min(d.geom_xpos[g, 2] - m.geom_size[g, 0] for g in self._foot_geoms)
         self.init_qpos = d.qpos.copy()
         self.init_qpos[2] += self.reset_noise - low
-        self.commands = torch.zeros(n, 3, dtype=torch.float64)
+        t = lambda x, dtype=torch.float64: torch.as_tensor(np.asarray(x), dtype=dtype, device=dev)  # noqa: E731
+        self._pose_t, self._scale_t, self._kp_t = t(self.default_pose), t(self.action_scale), t(self.kp)
+        self._qadr_t, self._dadr_t = t(self._qadr, torch.long), t(self._dadr, torch.long)
+        self._feet_t = t(self._foot_bodies, torch.long)
+        self._nominal_dr = {k: t(v) for k, v in self._nominal.items()}
+        self.commands = torch.zeros(n, 3, dtype=torch.float64, device=dev)
         """Commands ``(N, 3)``: vx, vy [m/s] (heading frame), yaw rate [rad/s]."""
-        self._cmd_left = torch.zeros(n, dtype=torch.long)
+        self._cmd_left = torch.zeros(n, dtype=torch.long)  # on the host: due resamples are known without a sync
         self._resample_steps = max(1, round(self.cfg.commands.resample_s / self.dt))
-        self._action = torch.zeros(n, self.nu, dtype=torch.float64)  # (N, 17) in [-1, 1]
-        self._prev_action = torch.zeros(n, self.nu, dtype=torch.float64)
-        self._dr = np.ones((n, self._dr_dim))
-        self._terms = torch.zeros(n, len(self.reward_term_names), dtype=torch.float64)
-        self._errors = torch.zeros(n, 2, dtype=torch.float64)
-        self._weights = torch.tensor(astuple(self.cfg.reward.weights), dtype=torch.float64)  # (T,)
-        std = [t.noise_std for t in self.spec.obs_layout["policy"] for _ in range(t.size)]
-        self._noise_std = torch.tensor(std, dtype=torch.float64) if self.cfg.noise.enabled else None  # (60,)
+        z = lambda *shape: torch.zeros(shape, dtype=torch.float64, device=dev)  # noqa: E731
+        self._action, self._prev_action = z(n, self.nu), z(n, self.nu)  # (N, 17) in [-1, 1]
+        self._terms, self._errors, self._dr = z(n, len(self.reward_term_names)), z(n, 2), z(n, self._dr_dim) + 1
+        self._weights = t(astuple(self.cfg.reward.weights))  # (T,)
+        std = [term.noise_std for term in self.spec.obs_layout["policy"] for _ in range(term.size)]
+        self._noise_std = t(std) if self.cfg.noise.enabled else None  # (60,)
+        self._noise_gen = self.device_gen if self._warp else self.gen  # sensor noise (device_gen: self.gen on CPU)
         self._weight_n = float(self._nominal["body_mass"].sum()) * _GRAVITY  # body weight [N]
 
     # ------------------------------------------------------------------------------------------ model
@@ -228,36 +248,56 @@ class HumanoidWalkEnv(MujocoVecEnv):
         model.opt.integrator = mujoco.mjtIntegrator.mjINT_IMPLICITFAST
         model.opt.solver = mujoco.mjtSolver.mjSOL_NEWTON
         model.opt.iterations, model.opt.ls_iterations = 10, 20
+        if cfg.friction_cone not in ("pyramidal", "elliptic"):
+            raise ValueError(f"friction_cone must be 'pyramidal' or 'elliptic', got {cfg.friction_cone!r}")
+        model.opt.cone = getattr(mujoco.mjtCone, f"mjCONE_{cfg.friction_cone.upper()}")
         self._dr_dim = (model.nbody - 1) + 1 + 2 * model.nu
         w = mujoco.mjtWarning
         self._bad_warnings = [int(w.mjWARN_BADQPOS), int(w.mjWARN_BADQVEL), int(w.mjWARN_BADQACC)]
 
     def _randomize(self, i: int) -> None:
-        """Base DR, then the servo's bias follows its randomized gain; records the factors for the critic."""
+        """Base DR; CPU: the servo's bias follows its randomized gain, the critic's factors (warp: in _reset_idx)."""
         super()._randomize(i)
-        m, nom = self.models[i], self._nominal
+        if self._warp:  # the backend scales the bias per world (dr_gain_scales_bias)
+            return
+        m = self.models[i]
         gain = m.actuator_gainprm[:, 0] / self.kp  # motor strength factor: kp and kd scale together
         m.actuator_biasprm[:, 1] = -self.kp * gain
         m.actuator_biasprm[:, 2] = -self.kd * gain
-        mass = m.body_mass[1:] / nom["body_mass"][1:]
-        friction = m.geom_friction[:1, 0] / nom["geom_friction"][:1, 0]
-        damping = m.dof_damping[self._dadr] / nom["dof_damping"][self._dadr]
-        self._dr[i] = np.concatenate((mass, friction, damping, gain))
+        p = {k: torch.as_tensor(getattr(m, k))[None] for k in ("body_mass", "geom_friction", "dof_damping")}
+        self._dr[i] = self._dr_factors({**p, "actuator_gain": torch.as_tensor(m.actuator_gainprm[None, :, 0])})[0]
+
+    def _dr_factors(self, p: dict[str, torch.Tensor]) -> torch.Tensor:
+        """The critic's DR factors ``(K, 48)`` from :meth:`get_params`-like float64 params of ``K`` envs."""
+        nom, dadr = self._nominal_dr, self._dadr_t
+        return torch.cat((p["body_mass"][:, 1:] / nom["body_mass"][1:],
+                          p["geom_friction"][:, 0, :1] / nom["geom_friction"][0, :1],
+                          p["dof_damping"][:, dadr] / nom["dof_damping"][dadr],
+                          p["actuator_gain"] / self._kp_t), 1)  # fmt: skip
 
     def _obs_dim(self) -> int:
         """Width of the raw per-env row: qpos | qvel | torso xmat 9 | foot forces 6 | actuator forces."""
         return self.nq + self.nv + 9 + 6 + self.nu
 
     def _measure(self, model: mujoco.MjModel, data: mujoco.MjData, obs: np.ndarray, aux: np.ndarray) -> None:
-        """Copy the raw state into ``obs`` (the maths is vectorised in :meth:`_features`); aux = divergence."""
-        a, b = self.nq, self.nq + self.nv
-        obs[:a] = data.qpos
-        obs[a:b] = data.qvel
-        obs[b : b + 9] = data.xmat[self.root_body]
-        obs[b + 9 : b + 15] = data.cfrc_ext[self._foot_bodies, 3:].ravel()  # force part of [torque, force]
-        obs[b + 15 :] = data.actuator_force
+        """CPU: copy the raw state into ``obs`` (the maths is batched in :meth:`_features`); aux = divergence."""
+        feet = data.cfrc_ext[self._foot_bodies, 3:].ravel()  # force part of [torque, force]
+        obs[:] = np.concatenate((data.qpos, data.qvel, data.xmat[self.root_body], feet, data.actuator_force))
         # MuJoCo resets a diverged simulation itself; its bad qpos/qvel/qacc warning counters tell us it did
         aux[0] = data.warning.number[self._bad_warnings].sum()
+
+    def _measure_batch(self, b: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        """Warp: the same raw rows ``(N, obs_dim)`` from the batched views; aux = MuJoCo's bad qpos/qvel test."""
+        raw = torch.cat((b.qpos, b.qvel, b.xmat[:, self.root_body].flatten(1),
+                         b.cfrc_ext[:, self._feet_t, 3:].flatten(1), b.actuator_force), 1)  # fmt: skip
+        ok = (b.qpos.abs() <= 1e10).all(1) & (b.qvel.abs() <= 1e10).all(1)  # mjMAXVAL; False on NaN
+        return raw, (~ok).float()[:, None]
+
+    def _raw(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The last measured raw rows ``(N, obs_dim)`` and push forces ``(N, 3)`` (world), float64 on ``_dev``."""
+        if self._warp:
+            return self._obs_t.double(), self.batch.xfrc_applied[:, self.root_body, :3].double()
+        return torch.as_tensor(self._obs), torch.as_tensor(self._push[:, :3])
 
     def _make_spec(self) -> EnvSpec:
         nz, nu = self.cfg.noise, self.nu
@@ -297,7 +337,7 @@ class HumanoidWalkEnv(MujocoVecEnv):
     def set_commands(self, commands: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
         """Set the commands ``(K, 3)`` of envs ``env_ids`` (all when None); the resample timer restarts."""
         ids = self._ids(env_ids)
-        self.commands[ids] = torch.as_tensor(commands, dtype=torch.float64).reshape(len(ids), 3)
+        self.commands[ids] = torch.as_tensor(commands, dtype=torch.float64).reshape(len(ids), 3).to(self._dev)
         self._cmd_left[ids] = self._resample_steps
 
     def _resample_commands(self, ids: list[int]) -> None:
@@ -311,12 +351,16 @@ class HumanoidWalkEnv(MujocoVecEnv):
 
     def _reset_idx(self, ids: list[int]) -> None:
         super()._reset_idx(ids)
+        if not ids:
+            return
+        if self._warp and self.cfg.dr.enabled:  # the new worlds' parameters are applied: factors of every world
+            self._dr = self._dr_factors(self.get_params())
         self._action[ids] = self._prev_action[ids] = 0.0
         self._resample_commands(ids)
 
     # ------------------------------------------------------------------------------------------ maths
     def _features(self, raw: torch.Tensor) -> dict[str, torch.Tensor]:
-        """Physical quantities ``(N, ·)`` float64 from the raw rows ``(N, obs_dim)`` written by :meth:`_measure`."""
+        """Physical quantities ``(N, ·)`` float64 from the raw rows ``(N, obs_dim)`` of either backend."""
         nq, nv, n = self.nq, self.nv, raw.shape[0]
         qpos, qvel = raw[:, :nq], raw[:, nq : nq + nv]
         rot = raw[:, nq + nv : nq + nv + 9].reshape(n, 3, 3)  # R: body -> world
@@ -324,7 +368,7 @@ class HumanoidWalkEnv(MujocoVecEnv):
         v_w = qvel[:, 0:3]  # ... and its linear velocity in the world frame
         yaw = torch.atan2(rot[:, 1, 0], rot[:, 0, 0])
         cy, sy = torch.cos(yaw), torch.sin(yaw)
-        joint_vel = qvel[:, self._dadr]
+        joint_vel = qvel[:, self._dadr_t]
         tau = raw[:, nq + nv + 15 :]
         return {
             "omega_b": omega_b,
@@ -333,7 +377,7 @@ class HumanoidWalkEnv(MujocoVecEnv):
             "v_heading": torch.stack((cy * v_w[:, 0] + sy * v_w[:, 1], -sy * v_w[:, 0] + cy * v_w[:, 1]), 1),
             "v_z": v_w[:, 2],
             "yaw_rate": (rot[:, 2, :] * omega_b).sum(1),  # (R omega_b)_z
-            "joint_pos": qpos[:, self._qadr] - torch.as_tensor(self.default_pose),
+            "joint_pos": qpos[:, self._qadr_t] - self._pose_t,
             "joint_vel": joint_vel,
             "height": qpos[:, 2:3],
             "foot_force": raw[:, nq + nv + 9 : nq + nv + 15] / self._weight_n,
@@ -343,15 +387,16 @@ class HumanoidWalkEnv(MujocoVecEnv):
 
     def observe(self) -> dict[str, torch.Tensor]:
         """``{"policy": (N, 60), "critic": (N, 121)}`` float32 on ``device`` (policy with sensor noise)."""
-        f = self._features(torch.as_tensor(self._obs))
+        raw, push = self._raw()
+        f = self._features(raw)
         clean = torch.cat(
             (f["omega_b"], f["gravity_b"], self.commands, f["joint_pos"], f["joint_vel"], self._action), 1
         )
-        push = torch.as_tensor(self._push[:, :3]) / self._weight_n
-        critic = torch.cat((clean, f["v_b"], f["height"], f["foot_force"], push, torch.as_tensor(self._dr)), 1)
+        critic = torch.cat((clean, f["v_b"], f["height"], f["foot_force"], push / self._weight_n, self._dr), 1)
         policy = clean
         if self._noise_std is not None:
-            policy = clean + self._noise_std * torch.randn(clean.shape, generator=self.gen, dtype=torch.float64)
+            noise = torch.randn(clean.shape, generator=self._noise_gen, dtype=torch.float64, device=self._dev)
+            policy = clean + self._noise_std * noise
         out = {"policy": policy, "critic": critic}
         return {k: torch.nan_to_num(v).float().to(self.device) for k, v in out.items()}
 
@@ -394,11 +439,10 @@ class HumanoidWalkEnv(MujocoVecEnv):
         ``info`` adds ``reward_terms`` ``(N, T)`` and ``tracking_error`` ``(N, 2)`` = (|v_cmd - v_xy| [m/s],
         |yaw_rate_cmd - yaw_rate| [rad/s]) of the step, before any reset.
         """
-        a = self.check_action(action).cpu().double().clamp(-1.0, 1.0)
+        a = self.check_action(action).to(self._dev, torch.float64).clamp(-1.0, 1.0)
         self._prev_action, self._action = self._action, a
-        target = torch.as_tensor(self.default_pose) + torch.as_tensor(self.action_scale) * a  # q_target
-        target = torch.clamp(target, self.act_low.double(), self.act_high.double())
-        obs, reward, terminated, truncated, info = super().step(target.to(self.device))
+        target = torch.clamp(self._pose_t + self._scale_t * a, self.act_low.double(), self.act_high.double())
+        obs, reward, terminated, truncated, info = super().step(target)  # q_target
         info["reward_terms"] = self._terms.float().to(self.device)
         info["tracking_error"] = self._errors.float().to(self.device)
         return obs, reward, terminated, truncated, info
@@ -424,7 +468,7 @@ def validate(
     terminated, ``episode_length`` = mean steps; ``score = vel_error_xy + 0.5 yaw_rate_error + 2 fall_rate``
     (lower is better).
     """
-    cfg = replace(env_cfg or HumanoidWalkConfig(), num_envs=episodes, device="cpu")
+    cfg = replace(env_cfg or HumanoidWalkConfig(), num_envs=episodes, device="cpu", backend="cpu")
     env = HumanoidWalkEnv(cfg)
     try:
         obs = env.reset(VALIDATION_SEED if seed is None else seed)
@@ -468,13 +512,7 @@ def train_defaults() -> Any:
                        eval_episodes=32)  # fmt: skip
 
 
-register_task(
-    TaskEntry(
-        name=TASK,
-        make=HumanoidWalkEnv,
-        description="Gymnasium humanoid on joint position servos tracking (vx, vy, yaw rate) commands, 50 Hz, DR",
-        config_cls=HumanoidWalkConfig,
-        train_defaults=train_defaults,
-        validate=validate,
-    )
-)
+register_task(TaskEntry(
+    name=TASK, make=HumanoidWalkEnv, config_cls=HumanoidWalkConfig, train_defaults=train_defaults, validate=validate,
+    description="Gymnasium humanoid on joint position servos tracking (vx, vy, yaw rate) commands, 50 Hz, DR",
+))  # fmt: skip

@@ -347,11 +347,17 @@ class MujocoVecEnv(VecEnv):
         obs64 = torch.as_tensor(self._obs)
         vel = torch.as_tensor((self._pos_after - self._pos_before) / self.dt)
         reward64, terminated = self._reward_done(obs64, torch.as_tensor(self._aux), vel, a.double())
+        return self._finish_step(reward64, terminated)
+
+    def _finish_step(self, reward64: torch.Tensor, terminated: torch.Tensor):
+        """Episode bookkeeping after the physics (both backends): counters, time limit, same-step auto-reset.
+
+        ``reward64`` ``(N,)`` float64 and ``terminated`` ``(N,)`` bool on the device of ``self.steps``.
+        """
         self.steps += 1
         self.ep_return += reward64
         truncated = (self.steps >= self.cfg.episode_steps) & ~terminated
         obs = self.observe()
-        reward = reward64.float().to(self.device)
         done = terminated | truncated
         info: dict[str, Any] = {"final_obs": obs}
         if bool(done.any()):
@@ -360,7 +366,8 @@ class MujocoVecEnv(VecEnv):
             info["episode"] = {"return": self.ep_return[ids].float(), "length": self.steps[ids].clone()}
             self._reset_idx(ids.tolist())
             obs = self.observe()
-        return obs, reward, terminated.to(self.device), truncated.to(self.device), info
+        dev = self.device
+        return obs, reward64.float().to(dev), terminated.to(dev), truncated.to(dev), info
 
     def close(self) -> None:
         if self._pool is not None:

@@ -313,20 +313,7 @@ class MujocoWarpVecEnv(MujocoVecEnv):
         vel = (pos - self._pos) / self.dt
         self._obs_t, self._aux_t, self._pos = obs, aux.reshape(self.num_envs, -1), pos
         reward64, terminated = self._reward_done(obs.double(), self._aux_t.double(), vel, a.double())
-        terminated = terminated.to(dev)
-        self.steps += 1
-        self.ep_return += reward64
-        truncated = (self.steps >= self.cfg.episode_steps) & ~terminated
-        obs_d = self.observe()
-        done = terminated | truncated
-        info: dict[str, Any] = {"final_obs": obs_d}
-        if bool(done.any()):
-            ids = done.nonzero().flatten()
-            info["final_obs"] = {k: v.clone() for k, v in obs_d.items()}
-            info["episode"] = {"return": self.ep_return[ids].float(), "length": self.steps[ids].clone()}
-            self._reset_idx(ids.tolist())
-            obs_d = self.observe()
-        return obs_d, reward64.float(), terminated, truncated, info
+        return self._finish_step(reward64, terminated.to(dev))
 
     def close(self) -> None:
         self._graphs.clear()

@@ -213,3 +213,20 @@ def test_deepcopy_gives_an_independent_agent_that_learns() -> None:
     assert twin.num_updates == 2
     assert any(not torch.equal(a, b) for a, b in zip(twin.critic.parameters(), before))  # the copy moved
     assert all(torch.equal(a, b) for a, b in zip(agent.critic.parameters(), before))  # the original did not
+
+
+@pytest.mark.parametrize("layernorm", [False, True])
+def test_critic_per_member_path_at_large_batch_equals_the_batched_path(layernorm: bool) -> None:
+    from sim2real.policies.networks import CPU_LOOP_MIN_BATCH, EnsembleCritic
+
+    torch.manual_seed(0)
+    critic = EnsembleCritic(9, 3, (32, 32), num_q=2, layernorm=layernorm)
+    obs, act = torch.randn(CPU_LOOP_MIN_BATCH, 9), torch.rand(CPU_LOOP_MIN_BATCH, 3) * 2 - 1
+    big = critic(obs, act)  # per-member addmm
+    halves = torch.cat([critic(obs[i::2], act[i::2]) for i in (0, 1)], 1)  # batched baddbmm, 512 rows each
+    order = torch.cat([torch.arange(0, CPU_LOOP_MIN_BATCH, 2), torch.arange(1, CPU_LOOP_MIN_BATCH, 2)])
+    torch.testing.assert_close(big[:, order], halves, rtol=1e-5, atol=1e-5)
+    g_big = torch.autograd.grad(big.square().sum(), critic.param_list())
+    g_halves = torch.autograd.grad(halves.square().sum(), critic.param_list())
+    for a, b in zip(g_big, g_halves):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)

@@ -8,8 +8,8 @@ Trains with the task's ``train_defaults()`` (``--num-envs``, ``--device``, ``--s
 overrides applied), validates the deterministic policy every ``--eval-interval`` env steps with the task's
 ``validate()`` (``--eval-episodes`` fresh episodes on the CPU), and prints the wall clock at which the policy first
 walks: ``vel_error_xy < --threshold`` with ``fall_rate < WALK_FALL_RATE`` (total, and with validation time
-excluded). Exit code 0 when it walked, 1 when ``--max-minutes`` ran out first, 77 (skipped, for ``make bench``) when CUDA is missing
-(``--device cpu`` runs the same loop for smoke tests, e.g. ``--num-envs 16 --max-minutes 1``).
+excluded). Exit code 0 when it walked, 1 when ``--max-minutes`` ran out first, 77 (skipped, for ``make bench``)
+when CUDA is missing (``--device cpu`` runs the same loop for smoke tests, e.g. ``--num-envs 16 --max-minutes 1``).
 
 ``--backend warp`` (the default when CUDA is available) runs the physics on mujoco_warp, every env in one batched
 simulation on ``--device`` next to the learner; ``--backend cpu`` (the default otherwise) steps CPU MuJoCo with

@@ -135,8 +135,9 @@ for all: at batch 4096 (256x256 critics, 2-core EPYC, MKL) that made the whole S
 
 
 class EnsembleCritic(nn.Module):
-    """``K`` Q-functions ``Q_k(s, a)`` evaluated together: weights ``(K, in, out)``, one ``baddbmm`` per layer
-    (on a CPU from :data:`CPU_LOOP_MIN_BATCH` rows on, one ``addmm`` per member; same result).
+    """``K`` Q-functions ``Q_k(s, a)`` evaluated together: weights ``(K, in, out)``, one ``baddbmm`` per layer.
+
+    On a CPU from :data:`CPU_LOOP_MIN_BATCH` rows on, one ``addmm`` per member instead (same result).
 
     ``out_dim > 1`` makes each member output a vector (the logits of a C51 return distribution).
     """

@@ -79,9 +79,11 @@ def _build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser(
         "eval",
         help="evaluate an exported policy in the simulator",
-        description="Run the ONNX policy (onnxruntime) in the simulator for N episodes of 5 s with per-episode "
-        "disturbances from the `nominal` and `hard` start distributions; print the figures and write "
-        "eval.json and trajectories.png. A run directory is exported first if it has no exported/policy.onnx.",
+        description="Run the ONNX policy (onnxruntime) in the simulator. quadrotor-hover: N episodes of 5 s with "
+        "per-episode disturbances from the `nominal` and `hard` start distributions, figures plus eval.json and "
+        "trajectories.png. Any other task: N whole episodes in the env rebuilt from the policy's metadata, "
+        "return/length statistics (and the task's validation figures) in eval.json. A run directory is exported "
+        "first if it has no exported/policy.onnx.",
     )
     e.add_argument("source", help="run directory or policy.onnx")
     e.add_argument("--episodes", type=int, default=200, help="episodes per start distribution (default 200)")
@@ -305,11 +307,38 @@ def evaluate_policy_file(onnx_path: Path, episodes: int, seed: int, starts: tupl
 
 def cmd_eval(args: argparse.Namespace) -> int:
     onnx_path = _resolve_policy(args.source)
+    from sim2real.firmware_export.onnx_export import read_metadata
+
+    meta = read_metadata(onnx_path)
+    if meta["task"] != "quadrotor-hover":  # any other task: episode returns (and its validation figures)
+        return _eval_returns(onnx_path, meta, args)
     results = evaluate_policy_file(onnx_path, args.episodes, args.seed, tuple(args.starts), Path(args.out) if args.out else None)
     if args.json:
         print(json.dumps(results, indent=2))
     else:
         _print_eval(results)
+    return 0
+
+
+def _eval_returns(onnx_path: Path, meta: dict, args: argparse.Namespace) -> int:
+    from sim2real.eval_returns import evaluate_returns
+    from sim2real.firmware_export.onnx_export import OnnxPolicy
+    from sim2real.utils import write_text_atomic
+
+    policy = OnnxPolicy(onnx_path)
+    res = evaluate_returns(policy, meta["task"], meta.get("env_config"), args.episodes, args.seed)
+    res["policy"] = str(onnx_path)
+    out = Path(args.out) if args.out else onnx_path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "eval.json", json.dumps(res, indent=2))
+    if args.json:
+        print(json.dumps(res, indent=2))
+    else:
+        print(f"{res['task']}: {res['episodes']} episodes, return {res['return_mean']:.1f} ± {res['return_std']:.1f} "
+              f"[{res['return_min']:.1f}, {res['return_max']:.1f}], length {res['length_mean']:.0f} steps")
+        for k, v in res.get("validation", {}).items():
+            print(f"  {k}: {v:.4g}")
+        print(f"wrote {out / 'eval.json'}")
     return 0
 
 

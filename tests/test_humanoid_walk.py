@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
 import warnings
 from pathlib import Path
@@ -313,3 +314,11 @@ def test_export_metadata_is_self_describing(runner: Runner, tmp_path: Path) -> N
     tp, policy = load_trained_policy(runner.run_dir), OnnxPolicy(path)
     x = env_of(4).reset(seed=5)["policy"]
     assert (policy(x) - tp.reference(x)).abs().max() <= 1e-5
+    # `sim2real eval` on a non-hover policy: whole episodes in the env rebuilt from the metadata, plus validation
+    from sim2real.cli import main as cli_main
+
+    assert cli_main(["eval", str(path), "--episodes", "3", "--json", "--out", str(tmp_path / "ev")]) == 0
+    res = json.loads((tmp_path / "ev" / "eval.json").read_text())
+    assert res["task"] == TASK and res["episodes"] == 3 and math.isfinite(res["return_mean"])
+    assert res["return_min"] <= res["return_mean"] <= res["return_max"] and res["length_mean"] >= 1
+    assert set(res["validation"]) >= {"score", "vel_error_xy", "fall_rate"}

@@ -41,9 +41,7 @@ def evaluate_returns(
     n = min(episodes, max_envs)
     per_env = math.ceil(episodes / n)
     if entry.config_cls is not None:
-        cfg = entry.config_cls()
-        if env_config:
-            cfg = dataclass_from_dict(entry.config_cls, env_config)
+        cfg = dataclass_from_dict(entry.config_cls, env_config) if env_config else entry.config_cls()
         cfg = replace(cfg, num_envs=n, device="cpu")
         env = entry.make(cfg)
     else:

@@ -52,8 +52,9 @@ test-slow: install mcu-deps ## Run the slow tests (learning, emulators)
 	@$(BIN)/python -m pytest -m slow $(PYTEST_ARGS); rc=$$?; \
 	if [ $$rc -eq 5 ]; then echo "error: pytest collected no slow tests" >&2; fi; exit $$rc
 
-lint: install ## Run ruff on the whole repository
+lint: install ## Run ruff on the whole repository and the type checker (pyright, basic mode) on the package
 	$(BIN)/ruff check .
+	$(BIN)/basedpyright
 
 demo: install ## Train the default quadrotor task, export, evaluate and print the result
 	$(BIN)/sim2real demo

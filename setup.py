@@ -89,9 +89,10 @@ EXTRAS_REQUIRE = {
     "ros2": ["cyclonedds>=0.10.5", "mcap>=1.1", "mcap-ros2-support>=0.5", "rosbags>=0.9.20"],
     "mcu": ["emlearn>=0.20"],
     "rsl_rl": ["rsl-rl-lib>=3.0"],  # sim2real.sim.rsl_rl_wrapper: rsl_rl's runners on our envs
-    # backend="warp" of the MuJoCo tasks (sim2real.sim.mujoco_warp_env); mujoco-warp needs Python >= 3.11
+    # backend="warp" of the MuJoCo tasks (sim2real.sim.mujoco.warp); mujoco-warp needs Python >= 3.11
     "warp": ["mujoco-warp>=4.0; python_version >= '3.11'", "warp-lang>=1.15; python_version >= '3.11'"],
-    "dev": ["pytest>=8", "ruff>=0.6", "stable-baselines3>=2.3", "rltools", "emlearn>=0.20"],
+    # basedpyright: pyright as a Python package with its own Node.js (`make lint` type-checks the package)
+    "dev": ["pytest>=8", "ruff>=0.6", "basedpyright>=1.20", "stable-baselines3>=2.3", "rltools", "emlearn>=0.20"],
 }
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["ros2"]  # the ROS 2 tests run on Cyclone DDS, rosbags and MCAP here
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["mujoco"]  # the MuJoCo tests compare with Gymnasium's v5 envs
@@ -122,7 +123,7 @@ setup(
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,
     entry_points={"console_scripts": [
-        f"{PACKAGE}={PACKAGE}.cli:main",
+        f"{PACKAGE}={PACKAGE}.cli.main:main",
         # ROS 2 executables (lib/sim2real/<name> under colcon; `ros2 run sim2real <name>`)
         f"policy_node={PACKAGE}.ros_nodes.policy_node:main",
         f"sim_robot_node={PACKAGE}.ros_nodes.sim_robot_node:main",

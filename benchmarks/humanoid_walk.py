@@ -30,9 +30,10 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim2real.policies.runner import Runner, apply_overrides
-from sim2real.sim.tasks.humanoid_walk import TASK, WALK_FALL_RATE, WALK_VEL_ERROR, is_walking, train_defaults
-from sim2real.utils import write_text_atomic
+from sim2real.core.config import apply_overrides
+from sim2real.core.files import write_text_atomic
+from sim2real.policies.runner import Runner
+from sim2real.tasks.humanoid_walk import TASK, WALK_FALL_RATE, WALK_VEL_ERROR, is_walking, train_defaults
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -1,6 +1,6 @@
 """Cost of one policy inference on an emulated Cortex-M4F: our C generator (float32, FMA, int8) vs emlearn.
 
-Every variant is linked into the same ``bench`` firmware (:mod:`sim2real.firmware_export.firmware`) and run in
+Every variant is linked into the same ``bench`` firmware (:mod:`sim2real.mcu.build`) and run in
 QEMU with ``-icount shift=0``, where one guest instruction takes one nanosecond of virtual time, so the
 firmware's SysTick reading gives instructions per ``policy_eval`` call (TCG instruction counting). The
 firmware also reports whether it reproduced the golden pair. Printed per variant: instructions per
@@ -29,12 +29,12 @@ from pathlib import Path
 
 import numpy as np
 
-from sim2real.firmware_export.c_codegen import generate_c, hexf
-from sim2real.firmware_export.c_host import HostPolicy
-from sim2real.firmware_export.firmware import build_firmware
-from sim2real.firmware_export.onnx_export import OnnxPolicy
-from sim2real.firmware_export.qemu import run_bench
-from sim2real.utils import write_text_atomic
+from sim2real.core.files import write_text_atomic
+from sim2real.core.policy_file import OnnxPolicy
+from sim2real.mcu.build import build_firmware
+from sim2real.mcu.c_codegen import generate_c, hexf
+from sim2real.mcu.c_host import HostPolicy
+from sim2real.mcu.qemu import run_bench
 
 ROOT = Path(__file__).resolve().parents[1]
 CLOSED_LOOP = ("sim2real f32", "sim2real int8")  # variants also flown in the simulator (host build of the C)
@@ -86,14 +86,14 @@ def host_error(c_dir: Path, model, reference: np.ndarray, x: np.ndarray, flags: 
 
 
 def closed_loop(c_dir: Path, model, policy_path: str, episodes: int) -> dict[str, float]:
-    """Hover figures (:func:`sim2real.eval.evaluate_hover`, nominal starts) with the host build of the C code."""
+    """Hover figures (the hover task's ``evaluate_hover``, nominal starts) with the host build of the C code."""
     import torch
 
-    from sim2real.eval import evaluate_hover, hover_base_config
+    from sim2real.sim.registry import policy_env_config
+    from sim2real.tasks.quadrotor_hover.evaluation import evaluate_hover
 
     host = HostPolicy(c_dir, model.obs_dim, model.act_dim)
-    meta = OnnxPolicy(policy_path).metadata
-    base = hover_base_config(meta, model.obs_dim)
+    _, base = policy_env_config(OnnxPolicy(policy_path).metadata, policy_path)
     res, _ = evaluate_hover(lambda obs: torch.from_numpy(host(obs.numpy())), episodes, 0, ("nominal", "hard"), base)
     return {"nominal_left_box": res["nominal"]["left_box_fraction"], "nominal_error_m": res["nominal"]["pos_error_last2s_m"],
             "hard_left_box": res["hard"]["left_box_fraction"]}

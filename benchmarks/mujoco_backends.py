@@ -35,8 +35,8 @@ from pathlib import Path
 
 import torch
 
-from sim2real.sim.core import make
-from sim2real.utils import write_text_atomic
+from sim2real.core.files import write_text_atomic
+from sim2real.sim.registry import make
 
 ROOT = Path(__file__).resolve().parents[1]
 

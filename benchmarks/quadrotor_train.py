@@ -41,13 +41,15 @@ import torch
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from sim2real.eval import evaluate_hover, passes
-from sim2real.firmware_export.onnx_export import OnnxPolicy, export_onnx
-from sim2real.policies.runner import Runner, make_env, quadrotor_hover_defaults
+from sim2real.core.files import write_text_atomic
+from sim2real.core.policy_file import OnnxPolicy
+from sim2real.export.onnx import export_onnx
+from sim2real.policies.runner import Runner, make_env
 from sim2real.policies.sac import SAC, SACConfig
 from sim2real.sim.gym_wrappers import ToGymnasiumEnv
-from sim2real.sim.tasks.hover import HoverConfig, QuadrotorHoverEnv
-from sim2real.utils import write_text_atomic
+from sim2real.tasks.quadrotor_hover import train_defaults as quadrotor_hover_defaults
+from sim2real.tasks.quadrotor_hover.env import HoverConfig, QuadrotorHoverEnv
+from sim2real.tasks.quadrotor_hover.evaluation import evaluate_hover, passes
 
 EVAL_SEED = 10_000
 L2F_ENV_HEADER = """#include <rl_tools/rl/environments/l2f/operations_cpu.h>
@@ -108,8 +110,8 @@ def bench_ours(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         # Final figures of what a user deploys: the run's exported policy (best validated checkpoint) in onnxruntime.
         exported = OnnxPolicy(export_onnx(runner.run_dir))
         final = _final(exported, args.eval_episodes)
-        final["exported_checkpoint"] = exported.metadata["checkpoint_file"]
-        final["exported_env_steps"] = exported.metadata.get("env_steps")
+        final["exported_checkpoint"] = exported.metadata.checkpoint_file
+        final["exported_env_steps"] = exported.metadata.env_steps
     n = summary["env_steps"]
     return {"seed": seed, "num_envs": cfg.num_envs, "env_steps": n, "train_time_s": round(train_s, 2),
             "env_steps_per_s": round(n / train_s, 1), "updates": summary["updates"],

@@ -34,9 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 POLICY = ROOT / "tests" / "data" / "quadrotor_hover.onnx"
 os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
 
+from sim2real.core.files import write_text_atomic  # noqa: E402
 from sim2real.ros_nodes import messages as m  # noqa: E402
 from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, create_node  # noqa: E402
-from sim2real.utils import write_text_atomic  # noqa: E402
 
 
 def start_policy_node(domain: int, *params: str) -> subprocess.Popen[str]:

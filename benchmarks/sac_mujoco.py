@@ -5,7 +5,7 @@ so that ours and SB3 of the same task and seed run side by side (same contention
 evaluated by the same code: the deterministic policy on Gymnasium's own ``<Task>-v5`` env, ``--eval-episodes``
 episodes from fixed seeds, at each budget. Wall-clock is training time with evaluation excluded.
 
-* ours: ``sim2real train mujoco-<task>`` settings (:func:`~sim2real.policies.runner.mujoco_locomotion_defaults`:
+* ours: ``sim2real train mujoco-<task>`` settings (:func:`~sim2real.policies.runner.locomotion_defaults`:
   4 batched envs, one update of batch 256 per env step, 256x256 networks, LayerNorm critics), ``--ours KEY=VALUE``
   overrides them.
 * stable-baselines3: ``SAC("MlpPolicy", gym.make("<Task>-v5"), seed=seed)``, i.e. its documented defaults
@@ -80,10 +80,12 @@ class Clock:
 def run_ours(task: str, seed: int, budgets: list[int], episodes: int, overrides: dict[str, str]) -> dict[str, Any]:
     import torch
 
-    from sim2real.policies.runner import Runner, apply_overrides, mujoco_locomotion_defaults
+    from sim2real.core.config import apply_overrides
+    from sim2real.policies.runner import Runner
+    from sim2real.tasks.gym_mujoco import locomotion_defaults
 
     torch.set_num_threads(1)
-    base = mujoco_locomotion_defaults(f"mujoco-{task}")
+    base = locomotion_defaults(f"mujoco-{task}")
     interval = math.gcd(*budgets)
     with tempfile.TemporaryDirectory() as tmp:
         cfg = replace(base, seed=seed, total_env_steps=max(budgets), log_dir=tmp, log_interval=interval,
@@ -197,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
                 "ours_overrides": overrides}  # fmt: skip
     from rich.console import Console
 
-    from sim2real.utils import write_text_atomic
+    from sim2real.core.files import write_text_atomic
 
     res: dict[str, Any] = {"machine": f"{platform.processor() or platform.machine()}, {mp.cpu_count()} cores",
                            "settings": settings, "runs": []}  # fmt: skip

@@ -25,8 +25,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from sim2real.core.files import write_text_atomic
 from sim2real.policies.sac import SAC, SACConfig
-from sim2real.utils import write_text_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 OBS, ACT = 17, 6

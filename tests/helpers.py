@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -72,7 +73,7 @@ class FakeDevice:
         return f"socket://127.0.0.1:{self._srv.getsockname()[1]}"
 
     def _run(self) -> None:
-        from sim2real.firmware_export.serial_link import FrameDecoder
+        from sim2real.mcu.serial_link import FrameDecoder
 
         try:
             conn, _ = self._srv.accept()
@@ -113,3 +114,107 @@ def info_payload(obs_dim: int = 146, act_dim: int = 4, version: int = 2, history
     p = struct.pack("<HHIBBH", obs_dim, act_dim, 1_000_000, 0, version, 1024)
     p += bytes([len(board)]) + board + bytes([len(model_hash)]) + model_hash
     return p if history is None else p + struct.pack("<HH", *history)
+
+
+REPO = Path(__file__).resolve().parents[1]
+"""Root of the repository."""
+TRAINED_POLICY = REPO / "tests" / "data" / "quadrotor_hover.onnx"
+"""A trained quadrotor-hover policy (seed 1 of the benchmark), exported by an earlier version of sim2real."""
+
+
+def tiny_cfg(log_dir: Path, **overrides: Any) -> Any:
+    """A quadrotor-hover TrainConfig for an 800-step run (dotted ``overrides`` on top)."""
+    from sim2real.core.config import apply_overrides
+    from sim2real.tasks.quadrotor_hover import train_defaults
+
+    base = {
+        "num_envs": 8,
+        "total_env_steps": 800,
+        "warmup_env_steps": 200,
+        "sac.batch_size": 32,
+        "log_interval": 400,
+        "checkpoint_interval": 10_000_000,
+        "log_dir": str(log_dir),
+        # independent of the tuned defaults: one update per vector step, constant learning rates (a schedule
+        # over total_env_steps makes a 400-step run differ from the first half of an 800-step run), no validation
+        "updates_per_step": 1.0,
+        "sac.lr_decay_to": 1.0,
+        "eval_interval": 0,
+    }
+    return apply_overrides(train_defaults(), {**base, **overrides})
+
+
+# rosbags packs ``byte`` as a signed char, we as an octet: the same bytes for 0..127 (diagnostic levels are 0..3).
+_INT_RANGES = {"int32": (-(2**31), 2**31 - 1), "uint32": (0, 2**32 - 1), "byte": (0, 127), "uint8": (0, 255)}
+
+
+def random_idl_value(tp: Any, rng: Any) -> Any:
+    """A random value of an IDL field type (struct, annotated scalar, array, sequence, str, float, bool)."""
+    import dataclasses
+    import typing
+
+    import cyclonedds.idl.types as t
+    import numpy as np
+    from cyclonedds.idl import IdlStruct
+
+    if isinstance(tp, type) and issubclass(tp, IdlStruct):
+        return tp(**{f.name: random_idl_value(f.type, rng) for f in dataclasses.fields(tp)})
+    if typing.get_origin(tp) is typing.Annotated:
+        base, meta = typing.get_args(tp)
+        if isinstance(meta, t.array):
+            return [random_idl_value(meta.subtype, rng) for _ in range(meta.length)]
+        if isinstance(meta, t.sequence):
+            return [random_idl_value(meta.subtype, rng) for _ in range(rng.randint(0, 5))]
+        if meta in _INT_RANGES:
+            return rng.randint(*_INT_RANGES[meta])
+        if meta == "float32":
+            return float(np.float32(rng.uniform(-1e3, 1e3)))
+        raise AssertionError(f"unhandled annotation {meta!r}")
+    if tp is float:
+        return rng.uniform(-1e6, 1e6)
+    if tp is str:
+        return "".join(rng.choice("abcxyz_/ 0123") for _ in range(rng.randint(0, 12)))
+    if tp is bool:
+        return rng.random() < 0.5
+    raise AssertionError(f"unhandled type {tp!r}")
+
+
+# ----------------------------------------------------------------------------------------------- SAC
+OBS_DIMS = {"policy": 6, "critic": 9}
+ACT_DIM = 3
+
+
+def make_agent(seed: int = 0, **cfg_overrides) -> Any:
+    """A small SAC agent on OBS_DIMS/ACT_DIM."""
+    from sim2real.policies.sac import SAC, SACConfig
+
+    torch.manual_seed(seed)
+    cfg = SACConfig(actor_hidden=(32, 32), critic_hidden=(32, 32), batch_size=64, **cfg_overrides)
+    return SAC(OBS_DIMS, ACT_DIM, cfg)
+
+
+def make_batch(b: int = 64, seed: int = 0, terminated: float | None = None) -> dict[str, torch.Tensor]:
+    """A random replay batch for :func:`make_agent`'s agent."""
+    g = torch.Generator().manual_seed(seed)
+    batch = {
+        "obs_actor": torch.randn(b, OBS_DIMS["policy"], generator=g),
+        "obs_critic": torch.randn(b, OBS_DIMS["critic"], generator=g),
+        "action": 2 * torch.rand(b, ACT_DIM, generator=g) - 1,
+        "reward": 1.0 + torch.randn(b, generator=g),
+        "next_obs_actor": torch.randn(b, OBS_DIMS["policy"], generator=g),
+        "next_obs_critic": torch.randn(b, OBS_DIMS["critic"], generator=g),
+        "terminated": (torch.rand(b, generator=g) < 0.2).float(),
+    }
+    if terminated is not None:
+        batch["terminated"] = torch.full((b,), terminated)
+    return batch
+
+
+def normalised(agent: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """``batch`` with the agent's observation normalisers applied."""
+    out = dict(batch)
+    for k in ("obs_actor", "next_obs_actor"):
+        out[k] = agent.actor_norm(batch[k])
+    for k in ("obs_critic", "next_obs_critic"):
+        out[k] = agent.critic_norm(batch[k])
+    return out

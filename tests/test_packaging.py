@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers import REPO
 
-from sim2real.ros_nodes.launch_pkg import AmentExecutables, locate_package
-from sim2real.ros_nodes.launch_runner import plan_processes
-from sim2real.ros_nodes.launch_xml import ParamFile, load_launch
+from sim2real.ros_nodes.launch.package import AmentExecutables, locate_package
+from sim2real.ros_nodes.launch.parser import ParamFile, load_launch
+from sim2real.ros_nodes.launch.runner import plan_processes
 
-REPO = Path(__file__).resolve().parents[1]
 COLCON_PACKAGES = (
     "colcon-core colcon-ros colcon-python-setup-py colcon-package-information colcon-recursive-crawl colcon-output "
     "colcon-parallel-executor colcon-library-path colcon-bash"

@@ -33,6 +33,9 @@ class RunningNormalizer(nn.Module):
 
     def __init__(self, dim: int, eps: float = 1e-6, clip: float = 10.0) -> None:
         super().__init__()
+        self.mean: torch.Tensor
+        self.var: torch.Tensor
+        self.count: torch.Tensor
         self.register_buffer("mean", torch.zeros(dim))
         self.register_buffer("var", torch.ones(dim))
         self.register_buffer("count", torch.tensor(0.0, dtype=torch.float64))
@@ -100,7 +103,7 @@ class SquashedGaussianActor(nn.Module):
     ) -> None:
         super().__init__()
         self.net = MLP(obs_dim, hidden, 2 * act_dim, activation)
-        self.act_dim = act_dim
+        self.act_dim: int = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

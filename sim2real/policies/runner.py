@@ -1,7 +1,9 @@
 """Off-policy training loop: batched env collection, replay, SAC updates, checkpoints, logging, progress.
 
-A run lives in ``runs/<task>/<YYYYmmdd-HHMMSS>_<name>/``: ``config.yaml`` (resolved), ``checkpoint.pt``
-(latest, written atomically), TensorBoard event files, ``summary.json`` and ``learning_curve.png``.
+Generic: the task comes from the registry by name; its env config travels typed inside :class:`TrainConfig`.
+A run lives in ``runs/<task>/<YYYYmmdd-HHMMSS>_<name>_s<seed>/``: ``config.yaml`` (resolved), ``checkpoint.pt``
+(latest, written atomically every ``checkpoint_interval`` env steps and every ``checkpoint_every_s`` seconds),
+TensorBoard event files, ``summary.json`` and ``learning_curve.png``.
 """
 
 from __future__ import annotations
@@ -11,18 +13,25 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from sim2real.core.config import apply_overrides, config_to_dict, dataclass_from_dict, to_yaml
+from sim2real.core.files import CheckpointError, atomic_torch_save, load_checkpoint, write_text_atomic
 from sim2real.policies.replay import ReplayBuffer, nstep_batch
 from sim2real.policies.sac import SAC, SACConfig
-from sim2real.sim.core import VecEnv, get_task
-from sim2real.utils import atomic_torch_save, dataclass_from_dict, load_checkpoint, write_text_atomic
+from sim2real.sim.registry import get_task
+from sim2real.sim.vecenv import VecEnv
 
-CHECKPOINT_VERSION = 1
+CHECKPOINT_VERSION = 2
+"""2: ``config.env`` is the task's whole env config; 1 (still read): a dict of dotted overrides of it."""
+
+
+class RunComplete(Exception):
+    """``train()`` on a run that already reached its step budget: nothing to do (the run's files are untouched)."""
 
 
 @dataclass
@@ -41,13 +50,18 @@ class TrainConfig:
     """Gradient updates per vector step; replay ratio = updates_per_step * batch_size / num_envs."""
     replay_size: int = 1_000_000
     sac: SACConfig = field(default_factory=SACConfig)
-    env: dict[str, Any] = field(default_factory=dict)
-    """Overrides of the task config, dotted keys, e.g. ``{"reward.position_max": 40.0}``."""
+    env: Any = None
+    """The task's env config (its dataclass, e.g. ``HoverConfig``; a dict is read as one); None: the task's
+    defaults. Its ``num_envs`` and ``device`` always follow the two fields above."""
     name: str = "sac"
     log_dir: str = "runs"
     log_interval: int = 20_000
     """Env steps between TensorBoard/console log points."""
     checkpoint_interval: int = 200_000
+    """Env steps between checkpoints."""
+    checkpoint_every_s: float = 300.0
+    """Also write the checkpoint when this much wall-clock time passed since the last one (0: only by steps), so a
+    killed run loses at most this much training."""
     eval_interval: int = 0
     """Env steps between validations of the deterministic policy (0 = never); the best one is kept as
     ``best.pt`` and is what a run directory exports."""
@@ -60,107 +74,28 @@ class TrainConfig:
     torch_threads: int = 0
     """``torch.set_num_threads`` (0 = leave PyTorch's default: all cores)."""
 
-
-def quadrotor_hover_defaults() -> TrainConfig:
-    """Tuned defaults for ``quadrotor-hover`` on a 2-core CPU (see the README's benchmark table).
-
-    32 envs, 4 updates of batch 256 per vector step (replay ratio 32), 600k env steps = 72.5k updates,
-    learning rates decaying to 30 %, validation every 50k steps from 200k keeping the best policy.
-    """
-    return TrainConfig(
-        task="quadrotor-hover",
-        num_envs=32,
-        total_env_steps=600_000,
-        warmup_env_steps=20_000,
-        updates_per_step=4.0,
-        sac=SACConfig(batch_size=256, gamma=0.99, tau=0.005, init_alpha=0.5, lr_decay_to=0.3),
-        log_interval=20_000,
-        eval_interval=50_000,
-        eval_start=200_000,
-        eval_episodes=100,
-    )
+    def __post_init__(self) -> None:
+        spec = get_task(self.task)
+        env = spec.config() if self.env is None else self.env
+        if isinstance(env, dict):
+            env = dataclass_from_dict(spec.config, env)
+        if not isinstance(env, spec.config):
+            raise TypeError(f"task {self.task!r} takes a {spec.config.__name__} env config, got {type(env).__name__}")
+        self.env = replace(env, num_envs=self.num_envs, device=self.device)
 
 
-def mujoco_locomotion_defaults(task: str) -> TrainConfig:
-    """Defaults for the Gymnasium MuJoCo locomotion family (``mujoco-halfcheetah``, ``-hopper``, ``-ant``, ...).
-
-    Sample-efficiency settings for a CPU with few envs (``benchmarks/sac_mujoco.py``): 4 envs, one update of
-    batch 256 per env step (replay ratio 256), 256x256 networks, LayerNorm critics except on Hopper, constant
-    learning rates. Hopper without LayerNorm (3 seeds, return at 10k/20k/30k steps): 245/337/515, with it
-    227/213/309; Ant with it 57 at 30k, without it -1 and 3 (2 seeds).
-    """
-    return TrainConfig(
-        task=task,
-        num_envs=4,
-        total_env_steps=1_000_000,
-        warmup_env_steps=2_000,
-        updates_per_step=4.0,
-        sac=SACConfig(actor_hidden=(256, 256), critic_hidden=(256, 256), critic_layernorm=task != "mujoco-hopper",
-                      batch_size=256),  # fmt: skip
-        env={"num_threads": 1},
-        log_interval=10_000,
-        checkpoint_interval=100_000,
-    )
-
-
-# ----------------------------------------------------------------------------------------------- config utils
-def apply_overrides(obj: Any, overrides: dict[str, Any]) -> Any:
-    """Return a copy of dataclass ``obj`` with dotted-key overrides applied (values coerced to field types)."""
-    for key, value in overrides.items():
-        head, _, rest = key.partition(".")
-        names = {f.name for f in fields(obj)}
-        if head not in names:
-            raise KeyError(f"unknown setting {key!r} for {type(obj).__name__}; valid: {', '.join(sorted(names))}")
-        current = getattr(obj, head)
-        if rest:
-            if isinstance(current, dict):
-                obj = replace(obj, **{head: {**current, rest: value}})
-            elif is_dataclass(current):
-                obj = replace(obj, **{head: apply_overrides(current, {rest: value})})
-            else:
-                raise KeyError(f"setting {head!r} of {type(obj).__name__} has no sub-field {rest!r}")
-        else:
-            obj = replace(obj, **{head: _coerce(value, current, key)})
-    return obj
-
-
-def _coerce(value: Any, current: Any, key: str) -> Any:
-    if not isinstance(value, str) or isinstance(current, str):
-        return value
-    try:
-        if isinstance(current, bool):
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return value.lower() in ("true", "1")
-        if isinstance(current, int):
-            return int(float(value)) if "e" in value.lower() else int(value)
-        if isinstance(current, float) or current is None:
-            return None if value.lower() == "none" else float(value)
-        if isinstance(current, tuple):
-            return tuple(type(current[0])(v) for v in value.strip("()[] ").split(",") if v)
-    except ValueError:
-        raise ValueError(f"setting {key!r}: cannot read {value!r} as {type(current).__name__}") from None
-    return value
-
-
-def config_to_dict(cfg: Any) -> dict[str, Any]:
-    d = asdict(cfg)
-    return json.loads(json.dumps(d, default=list))
-
-
-def config_from_dict(d: dict[str, Any]) -> TrainConfig:
-    """Inverse of :func:`config_to_dict` (unknown keys are an error)."""
+def config_from_dict(d: dict[str, Any], version: int = CHECKPOINT_VERSION) -> TrainConfig:
+    """Inverse of ``config_to_dict(cfg)`` (unknown keys are an error); ``version`` 1 configs are migrated."""
+    if version == 1:  # env was a dict of dotted overrides of the task's defaults, applied at env construction
+        d = dict(d)
+        env = apply_overrides(get_task(d.get("task", "quadrotor-hover")).config(), d.get("env") or {})
+        d["env"] = config_to_dict(env)
     return dataclass_from_dict(TrainConfig, d)
 
 
-def make_env(cfg: TrainConfig, **extra: Any) -> VecEnv:
-    """Build the task env of a training config (task overrides applied)."""
-    entry = get_task(cfg.task)
-    if entry.config_cls is None:
-        return entry.make(num_envs=cfg.num_envs, device=cfg.device, **extra)
-    env_cfg = apply_overrides(entry.config_cls(), {"num_envs": cfg.num_envs, "device": cfg.device, **cfg.env})
-    env_cfg = replace(env_cfg, **extra)
-    return entry.make(env_cfg)
+def make_env(cfg: TrainConfig) -> VecEnv:
+    """Build the task env of a training config."""
+    return get_task(cfg.task).make(cfg.env)
 
 
 # ----------------------------------------------------------------------------------------------- runner
@@ -178,7 +113,6 @@ class Runner:
         self.quiet = quiet
         torch.manual_seed(cfg.seed)
         self.env = make_env(cfg)
-        self.env.reset(cfg.seed)
         spec = self.env.spec
         self.agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, cfg.device)
         a_dim, c_dim = spec.obs_dims[cfg.sac.actor_obs], spec.obs_dims[cfg.sac.critic_obs]
@@ -249,8 +183,7 @@ class Runner:
         self.agent.observe(obs)
         self.obs = obs
         self.env_steps += env.num_envs
-        if hasattr(env, "set_env_steps"):
-            env.set_env_steps(self.env_steps)
+        env.set_env_steps(self.env_steps)
         return info.get("episode")
 
     def learn(self) -> dict[str, torch.Tensor] | None:
@@ -276,15 +209,29 @@ class Runner:
         return metrics
 
     # ------------------------------------------------------------------------------------------ the loop
+    @property
+    def complete(self) -> bool:
+        """Whether the run has reached its step budget."""
+        return self.env_steps >= self.cfg.total_env_steps
+
     def train(self, callback: Callable[[Runner], None] | None = None) -> dict[str, Any]:
-        """Run until ``total_env_steps``; returns the final summary (also written to ``summary.json``)."""
+        """Run until ``total_env_steps``; returns the final summary (also written to ``summary.json``).
+
+        Raises:
+            RunComplete: the run already reached ``total_env_steps`` (a resumed, finished run): nothing is written.
+        """
         from torch.utils.tensorboard import SummaryWriter
 
-        from sim2real.utils import progress_bar
+        from sim2real.core.progress import progress_bar
 
         cfg = self.cfg
+        if self.complete:
+            raise RunComplete(
+                f"run {self.run_dir} is complete ({self.env_steps:,} of {cfg.total_env_steps:,} env steps); extend it "
+                f"with --resume {self.run_dir} --total-steps N (N > {self.env_steps})"
+            )
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(self.run_dir / "config.yaml", _to_yaml(config_to_dict(cfg)))
+        write_text_atomic(self.run_dir / "config.yaml", to_yaml(config_to_dict(cfg)))
         writer = SummaryWriter(str(self.run_dir))
         recent_ret: deque[float] = deque(maxlen=200)
         recent_len: deque[float] = deque(maxlen=200)
@@ -293,6 +240,7 @@ class Runner:
         if cfg.eval_interval:
             next_eval = max(cfg.eval_start, (self.env_steps // cfg.eval_interval + 1) * cfg.eval_interval)
         t_start, steps_start, upd_start = time.time(), self.env_steps, self.agent.num_updates
+        t_ckpt = t_start
         t_last, steps_last, upd_last = t_start, self.env_steps, self.agent.num_updates
         metrics: dict[str, torch.Tensor] | None = None
         with progress_bar(cfg.total_env_steps, self.quiet) as bar:
@@ -317,8 +265,7 @@ class Runner:
                     }
                     if metrics is not None:
                         row.update({f"losses/{k}": float(v) for k, v in metrics.items()})
-                    if hasattr(self.env, "reward_weights"):
-                        row.update({f"curriculum/w_{k}": v for k, v in self.env.reward_weights.items()})
+                    row.update({f"curriculum/w_{k}": v for k, v in self.env.reward_weights.items()})
                     for k, v in row.items():
                         if k != "env_steps":
                             writer.add_scalar(k, v, self.env_steps)
@@ -336,9 +283,12 @@ class Runner:
                     self.validate(writer)
                     next_eval += cfg.eval_interval
                     t_last += time.time() - t_val  # validation time is not training throughput
-                if self.env_steps >= next_ckpt:
+                by_clock = cfg.checkpoint_every_s > 0 and time.time() - t_ckpt >= cfg.checkpoint_every_s
+                if self.env_steps >= next_ckpt or by_clock:
                     self.save()
-                    next_ckpt += cfg.checkpoint_interval
+                    t_ckpt = time.time()
+                    while next_ckpt <= self.env_steps:
+                        next_ckpt += cfg.checkpoint_interval
         writer.close()
         self.save()
         elapsed = time.time() - t_start
@@ -373,7 +323,7 @@ class Runner:
         def policy(obs: torch.Tensor) -> torch.Tensor:
             return agent.act({a_key: obs.to(self.agent.device)}, deterministic=True).cpu()
 
-        figures = entry.validate(policy, getattr(self.env, "cfg", None), self.cfg.eval_episodes, None)
+        figures = entry.validate(policy, self.env.cfg, self.cfg.eval_episodes, None)
         agent.actor.train(was_training)
         figures = {**figures, "env_steps": float(self.env_steps)}
         if writer is not None:
@@ -389,7 +339,7 @@ class Runner:
     def save(self, path: Path | None = None, with_replay: bool = True) -> Path:
         """Write the complete checkpoint atomically (and ``replay.pt`` when ``save_replay`` and ``with_replay``)."""
         path = path or self.run_dir / "checkpoint.pt"
-        env_state = self.env.state_dict() if hasattr(self.env, "state_dict") else None
+        env_state = self.env.state_dict()
         ckpt = {
             "version": CHECKPOINT_VERSION,
             "config": config_to_dict(self.cfg),
@@ -413,7 +363,11 @@ class Runner:
         """Rebuild a run from ``run_dir/checkpoint.pt`` and continue it (optionally to a new step budget)."""
         run_dir = Path(run_dir)
         ckpt = load_checkpoint(run_dir / "checkpoint.pt")
-        cfg = config_from_dict(ckpt["config"])
+        version = ckpt.get("version")
+        if version not in (1, CHECKPOINT_VERSION):
+            raise CheckpointError(f"checkpoint {run_dir / 'checkpoint.pt'} has version {version}; "
+                                  f"supported: 1, {CHECKPOINT_VERSION}")  # fmt: skip
+        cfg = config_from_dict(ckpt["config"], version)
         if total_env_steps is not None:
             cfg = replace(cfg, total_env_steps=total_env_steps)
         runner = cls(cfg, run_dir=run_dir, quiet=quiet)
@@ -426,10 +380,9 @@ class Runner:
         runner.obs = ckpt["obs"]
         runner.history = list(ckpt.get("history", []))
         runner.best = ckpt.get("best")
-        if ckpt.get("env_state") is not None and hasattr(runner.env, "load_state_dict"):
+        if ckpt.get("env_state"):
             runner.env.load_state_dict(ckpt["env_state"])
-        if hasattr(runner.env, "set_env_steps"):
-            runner.env.set_env_steps(runner.env_steps)
+        runner.env.set_env_steps(runner.env_steps)
         torch.set_rng_state(ckpt["torch_rng"])
         replay_path = run_dir / "replay.pt"
         if replay_path.exists():
@@ -441,12 +394,6 @@ class Runner:
 
 def _mean(x: deque[float]) -> float:
     return float(sum(x) / len(x)) if x else math.nan
-
-
-def _to_yaml(d: dict[str, Any]) -> str:
-    import yaml
-
-    return yaml.safe_dump(d, sort_keys=False)
 
 
 def _plot_learning_curve(history: list[dict[str, float]], path: Path) -> None:

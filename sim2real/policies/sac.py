@@ -200,13 +200,15 @@ class SAC:
         Clipped double Q on distributions: the target distribution is that of the ensemble member whose
         expected next value is smallest, per sample; its atoms move to ``r + disc (z - alpha log pi(a'|s'))``.
         """
+        atoms = self.atoms
+        assert atoms is not None  # C51 critics
         with torch.no_grad():
             next_a, next_logp = self.actor.sample(next_obs_a)
             probs = torch.softmax(self.critic_target(next_obs_c, next_a), -1)  # (K, B, Z)
-            pick = (probs * self.atoms).sum(-1).argmin(0)  # (B,)
+            pick = (probs * atoms).sum(-1).argmin(0)  # (B,)
             p_next = probs.gather(0, pick[None, :, None].expand(1, *probs.shape[1:])).squeeze(0)  # (B, Z)
-            moved = rew[:, None] + disc[:, None] * (self.atoms - alpha * next_logp[:, None])
-            target = distributional.project(p_next, moved, self.atoms)
+            moved = rew[:, None] + disc[:, None] * (atoms - alpha * next_logp[:, None])
+            target = distributional.project(p_next, moved, atoms)
         logits = self.critic(obs_c, act)  # (K, B, Z)
         critic_loss = -(target * torch.log_softmax(logits, -1)).sum(-1).mean(1).sum()
         return critic_loss, self._q_values(logits)
@@ -234,7 +236,7 @@ class SAC:
         loss.backward()
         self.optimizer.step(None if with_actor else (1,))  # groups: 0 actor, 1 critics, 2 temperature
         with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, self.cfg.tau)
+            torch._foreach_lerp_(self._target, self._online, self.cfg.tau)  # pyright: ignore
         self.num_updates += 1
         return metrics
 

@@ -1,7 +1,7 @@
 """The ROS 2 standard messages the nodes use, as Cyclone DDS IDL types that speak the ROS 2 wire format.
 
 Each class is the DDS form of a ROS 2 message, exactly as ``rosidl`` generates it for rmw_cyclonedds and
-rmw_fastrtps (``../shared/notes/ros2.md``, design article 116):
+rmw_fastrtps (ROS 2 design article "ROS 2 DDS-Interop", design.ros2.org, article 116):
 
 * type name ``<pkg>::msg::dds_::<Name>_`` (cyclonedds-python spells it with dots);
 * ``@final`` structs, so samples are XCDR1, little-endian, with the 4-byte encapsulation header ``00 01 00 00``;
@@ -13,6 +13,10 @@ rmw_fastrtps (``../shared/notes/ros2.md``, design article 116):
 ``cdr`` encoding); ``Cls.deserialize(data)`` reads them. Field defaults follow ROS (zeros, empty strings,
 identity quaternion ``w = 1``). :data:`MESSAGE_TYPES` maps ROS names (``std_msgs/msg/Header``) to classes.
 """
+
+# pyright: reportAssignmentType=false, reportArgumentType=false
+# (The IDL annotations, ``types.sequence[...]``/``types.array[...]``, tell Cyclone DDS how to serialise a field;
+# the values are plain lists, which the type checker cannot know.)
 
 # No ``from __future__ import annotations``: cyclonedds resolves the field annotations as real objects.
 import math

@@ -10,8 +10,8 @@ from collections.abc import Callable
 from dataclasses import fields
 from typing import Any, TypeVar
 
+from sim2real.core.files import CheckpointError
 from sim2real.ros_nodes.transport import Node, create_node
-from sim2real.utils import CheckpointError
 
 T = TypeVar("T")
 
@@ -26,7 +26,7 @@ def declare_config(node: Node, cls: type[T], descriptions: dict[str, str],
     defaults = cls()
     values = {}
     for f in fields(cls):  # type: ignore[arg-type]
-        kw = {"choices": choices[f.name]} if choices and f.name in choices else {}
+        kw: dict[str, Any] = {"choices": choices[f.name]} if choices and f.name in choices else {}
         values[f.name] = node.declare_parameter(f.name, getattr(defaults, f.name), descriptions.get(f.name, ""), **kw)
     return cls(**values)
 

@@ -34,10 +34,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from sim2real.firmware_export.onnx_export import OnnxPolicy
+from sim2real.core.files import CheckpointError
+from sim2real.core.obs import HISTORY_TERM
+from sim2real.core.policy_file import OnnxPolicy, PolicyMetadata
 from sim2real.sim.quadrotor import quat_to_rotmat
-from sim2real.sim.tasks.hover import build_policy_obs
-from sim2real.utils import CheckpointError
+from sim2real.sim.quadrotor_obs import build_policy_obs, policy_group
 
 
 class State(enum.Enum):
@@ -100,17 +101,19 @@ class QuadrotorHoverAdapter:
 
     task = "quadrotor-hover"
 
-    def __init__(self, meta: dict[str, Any]) -> None:
-        self.obs_dim, self.act_dim = int(meta["obs_dim"]), int(meta["act_dim"])
-        terms = {t["name"]: t for t in meta["obs_layout"]}
-        hist = terms.get("action_history")
-        if meta.get("task") != self.task or self.act_dim != 4 or hist is None or hist["size"] % 4:
-            raise CheckpointError(f"not a quadrotor-hover policy (task {meta.get('task')!r}, act_dim {self.act_dim})")
-        self.history_len = hist["size"] // 4
-        meaning = meta["action_meaning"]
-        self.max_rpm = float(meaning["max_rpm"])
-        self.hover_action = float(meaning.get("hover_action", 0.0))
-        self.control_rate_hz = float(meta["control_rate_hz"])
+    def __init__(self, meta: PolicyMetadata) -> None:
+        self.obs_dim, self.act_dim = meta.obs_dim, meta.act_dim
+        layout = meta.obs_layout
+        if meta.task != self.task or self.act_dim != 4 or HISTORY_TERM not in layout.names:
+            raise CheckpointError(f"not a quadrotor-hover policy (task {meta.task!r}, act_dim {self.act_dim})")
+        self.history_len = layout.term(HISTORY_TERM).size // 4
+        if layout.noise_free() != policy_group(self.history_len):  # the builder below must make this vector
+            raise CheckpointError(f"the policy's observation layout {layout.names} is not the quadrotor one")
+        if "max_rpm" not in meta.action_meaning:
+            raise CheckpointError("the policy's action_meaning has no max_rpm (not a motor-RPM policy)")
+        self.max_rpm = float(meta.action_meaning["max_rpm"])
+        self.hover_action = float(meta.action_meaning.get("hover_action", 0.0))
+        self.control_rate_hz = meta.control_rate_hz
 
     def observation(self, odom: OdometrySample, setpoint: np.ndarray, history: np.ndarray) -> np.ndarray:
         """``(obs_dim,)`` float32 with the simulator's builder: position error, R, world velocity, body rate, history."""
@@ -174,7 +177,7 @@ class PolicyController:
         if self.setpoint.shape != (3,) or not np.isfinite(self.setpoint).all():
             raise ValueError(f"setpoint must be 3 finite numbers, got {setpoint}")
         self.policy, self.adapter = policy, QuadrotorHoverAdapter(policy.metadata)
-        self.robot = expected_robot if expected_robot is not None else policy.metadata.get("robot")
+        self.robot = expected_robot if expected_robot is not None else policy.metadata.robot
         self.counters = Counters()
         self.state = State.DISARMED
         self._armed = False
@@ -246,10 +249,10 @@ class PolicyController:
         cur, meta = self.policy.metadata, new.metadata
         adapter = QuadrotorHoverAdapter(meta)
         same = {
-            "task": (cur.get("task"), meta.get("task")), "obs_dim": (self.adapter.obs_dim, adapter.obs_dim),
+            "task": (cur.task, meta.task), "obs_dim": (self.adapter.obs_dim, adapter.obs_dim),
             "act_dim": (self.adapter.act_dim, adapter.act_dim), "max_rpm": (self.adapter.max_rpm, adapter.max_rpm),
             "control_rate_hz": (self.adapter.control_rate_hz, adapter.control_rate_hz),
-            "robot": (self.robot, meta.get("robot")),
+            "robot": (self.robot, meta.robot),
         }  # fmt: skip
         bad = [f"{k} {a!r} != {b!r}" for k, (a, b) in same.items() if a != b]
         if bad:
@@ -345,7 +348,7 @@ class PolicyController:
         c = self.counters
         meta = self.policy.metadata
         return {
-            "state": self.state.value, "policy": str(self.policy.path or "<bytes>"), "run_id": str(meta.get("run_id")),
+            "state": self.state.value, "policy": str(self.policy.path or "<bytes>"), "run_id": meta.run_id,
             "ticks": str(c.ticks), "policy_ticks": str(c.policy_ticks), "safe_ticks": str(c.safe_ticks),
             "rejected_inputs": str(c.rejected_inputs), "watchdog_trips": str(c.watchdog_trips),
             "clamped": str(c.clamped), "rate_limited": str(c.rate_limited), "reloads": str(c.reloads),

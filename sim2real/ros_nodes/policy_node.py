@@ -19,16 +19,19 @@ message with ``trigger:=odometry`` (lowest latency; the timer then only runs the
 :class:`~sim2real.ros_nodes.policy_core.PolicyController`.
 """
 
+# pyright: reportArgumentType=false
+# (message fields declared as IDL sequences take and give plain lists: see sim2real.ros_nodes.messages)
+
 from __future__ import annotations
 
 import sys
 
-from sim2real.firmware_export.onnx_export import OnnxPolicy
+from sim2real.core.files import CheckpointError
+from sim2real.core.policy_file import OnnxPolicy
 from sim2real.ros_nodes import messages as m
 from sim2real.ros_nodes.node_main import declare_config, run_node
 from sim2real.ros_nodes.policy_core import OdometrySample, PolicyController, SafetyConfig, State, TickResult
 from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, Node, SetResult
-from sim2real.utils import CheckpointError
 
 _LEVEL = {State.RUNNING: m.DiagnosticStatus.OK, State.DISARMED: m.DiagnosticStatus.OK,
           State.STALE: m.DiagnosticStatus.WARN, State.FAULT: m.DiagnosticStatus.ERROR,
@@ -70,7 +73,7 @@ class PolicyNode:
         robot_model = node.declare_parameter("robot_model", "", "refuse policies trained for another robot model "
                                              "(e.g. crazyflie-paper; '' = the policy's)")  # fmt: skip
         policy = OnnxPolicy(path)
-        trained_for = (policy.metadata.get("robot") or {}).get("model", "")
+        trained_for = policy.metadata.robot.get("model", "")
         if robot_model and trained_for != robot_model:
             raise CheckpointError(f"{path} was trained for robot model {trained_for!r}, this robot is {robot_model!r}")
         self.ctl = PolicyController(policy, safety, tuple(setpoint))
@@ -79,7 +82,7 @@ class PolicyNode:
             node.logger.warning("control_rate_hz %.1f differs from the policy's trained %.1f Hz", rate,
                                 self.ctl.adapter.control_rate_hz)  # fmt: skip
         node.logger.info("policy %s (run %s): %d -> %d at %.0f Hz, safe mode %s, trigger %s", path,
-                         self.ctl.policy.metadata.get("run_id"), self.ctl.adapter.obs_dim, self.ctl.adapter.act_dim,
+                         self.ctl.policy.metadata.run_id, self.ctl.adapter.obs_dim, self.ctl.adapter.act_dim,
                          rate, self.ctl.cfg.safe_mode, self.trigger)  # fmt: skip
 
         self.cmd = node.create_publisher(m.Float32MultiArray, "cmd_rpm", DEFAULT)

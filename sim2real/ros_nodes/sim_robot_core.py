@@ -1,6 +1,6 @@
 """The simulated quadrotor behind ``sim_robot_node``, without ROS: RPM commands in, odometry out.
 
-:class:`SimRobot` steps one :class:`~sim2real.sim.tasks.hover.QuadrotorHoverEnv` (nominal physics, the
+:class:`SimRobot` steps one :class:`~sim2real.tasks.quadrotor_hover.env.QuadrotorHoverEnv` (nominal physics, the
 evaluation's per-episode disturbance) by one control period per :meth:`step`, applying the latest motor
 command. Like a real flight controller it has its own command timeout: when no command arrived for
 ``command_timeout_s`` the motors go idle (and ``command_timeouts`` counts it), whatever the policy node does.
@@ -18,8 +18,8 @@ import numpy as np
 import torch
 
 from sim2real.ros_nodes import messages as m
-from sim2real.sim.quadrotor import quat_to_rotmat
-from sim2real.sim.tasks.hover import EVAL_STARTS, QuadrotorHoverEnv, hover_eval_config
+from sim2real.sim.quadrotor import OMEGA, POS, QUAT, VEL, quat_to_rotmat
+from sim2real.tasks.quadrotor_hover.env import EVAL_STARTS, QuadrotorHoverEnv, hover_eval_config
 
 
 @dataclass
@@ -100,17 +100,17 @@ class SimRobot:
 
     @property
     def position(self) -> np.ndarray:
-        return self.env.state[0, 0:3].double().numpy()
+        return self.env.state[0, POS].double().numpy()
 
     def odometry(self, stamp: m.Time) -> m.Odometry:
         """The state as ``nav_msgs/Odometry`` (world pose, body twist), with the configured sensor noise."""
         s = self.env.state[0].double()
-        rot = quat_to_rotmat(s[3:7])
-        v_body = (rot.T @ s[7:10]).numpy()
-        p = s[0:3].numpy() + self._rng.normal(0.0, self.cfg.position_noise_m, 3) * (self.cfg.position_noise_m > 0)
+        rot = quat_to_rotmat(s[QUAT])
+        v_body = (rot.T @ s[VEL]).numpy()
+        p = s[POS].numpy() + self._rng.normal(0.0, self.cfg.position_noise_m, 3) * (self.cfg.position_noise_m > 0)
         v = v_body + self._rng.normal(0.0, self.cfg.velocity_noise_mps, 3) * (self.cfg.velocity_noise_mps > 0)
-        w, x, y, z = (float(c) for c in s[3:7])
-        om = s[10:13].numpy()
+        w, x, y, z = (float(c) for c in s[QUAT])
+        om = s[OMEGA].numpy()
         pose = m.PoseWithCovariance(m.Pose(m.Point(*map(float, p)), m.Quaternion(x, y, z, w)))
         twist = m.TwistWithCovariance(m.Twist(m.Vector3(*map(float, v)), m.Vector3(*map(float, om))))
         return m.Odometry(m.Header(stamp, self.cfg.world_frame), self.cfg.body_frame, pose, twist)

@@ -8,6 +8,9 @@ Publishes ``odom`` (nav_msgs/Odometry, sensor-data QoS; pose in ``world_frame``,
 position and the command timeouts. All simulation logic is in :class:`~sim2real.ros_nodes.sim_robot_core.SimRobot`.
 """
 
+# pyright: reportArgumentType=false
+# (message fields declared as IDL sequences take and give plain lists: see sim2real.ros_nodes.messages)
+
 from __future__ import annotations
 
 import sys

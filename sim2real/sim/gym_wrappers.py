@@ -1,6 +1,6 @@
-"""Gymnasium wrappers in both directions, and the ``sim2real/QuadrotorHover-v0`` registration.
+"""Gymnasium wrappers in both directions (the hover task registers ``sim2real/QuadrotorHover-v0`` with them).
 
-* :class:`ToGymnasiumVector`: one of our batched torch :class:`~sim2real.sim.core.VecEnv` as a
+* :class:`ToGymnasiumVector`: one of our batched torch :class:`~sim2real.sim.vecenv.VecEnv` as a
   ``gymnasium.vector.VectorEnv`` with numpy arrays and same-step autoreset (Gymnasium's ``SAME_STEP`` mode:
   ``infos["final_obs"]`` is an object array holding the pre-reset observation of every env that ended, ``None``
   elsewhere, with the boolean mask ``infos["_final_obs"]``).
@@ -27,16 +27,14 @@ from gymnasium.utils import seeding
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 from gymnasium.vector.utils import batch_space
 
-from sim2real.sim.core import EnvSpec, ObsTerm, VecEnv
-
-HOVER_GYM_ID = "sim2real/QuadrotorHover-v0"
-"""Gymnasium id of the one-env hover task registered by :func:`register_gymnasium`."""
+from sim2real.core.obs import ObsGroup, ObsTerm
+from sim2real.sim.vecenv import EnvConfig, EnvSpec, VecEnv
 
 
 def _obs_space(spec: EnvSpec, obs_group: str | None) -> spaces.Space:
     """Single-env observation space of one group (flat ``Box``) or of all groups (``Dict``)."""
     dims = spec.obs_dims
-    box = {g: spaces.Box(-np.inf, np.inf, (d,), np.float32) for g, d in dims.items()}
+    box: dict[str, spaces.Space] = {g: spaces.Box(-np.inf, np.inf, (d,), np.float32) for g, d in dims.items()}
     if obs_group is None:
         return spaces.Dict(box)
     if obs_group not in dims:
@@ -112,7 +110,7 @@ class ToGymnasiumVector(gymnasium.vector.VectorEnv):
             final = _to_numpy(info["final_obs"], self.obs_group)
             infos["final_obs"] = np.full(n, None, dtype=object)
             for i in np.flatnonzero(done):
-                infos["final_obs"][i] = _row(final, i)
+                infos["final_obs"][i] = _row(final, int(i))
             infos["_final_obs"] = done.copy()
             if "episode" in info:
                 ids = np.flatnonzero(done)
@@ -212,6 +210,7 @@ class FromGymnasium(VecEnv):
             raise ValueError(f"num_envs must be >= 1, got {num_envs}")
         factory = (lambda: gymnasium.make(env, **make_kwargs)) if isinstance(env, str) else env
         self.vec = SyncVectorEnv([factory] * num_envs, autoreset_mode=AutoresetMode.SAME_STEP)
+        self.cfg = EnvConfig(num_envs=num_envs, device=str(device))
         self.num_envs = num_envs
         self.device = torch.device(device)
         obs_space, act_space = self.vec.single_observation_space, self.vec.single_action_space
@@ -228,10 +227,10 @@ class FromGymnasium(VecEnv):
         name = env if isinstance(env, str) else (probe.spec.id if probe.spec else type(probe.unwrapped).__name__)
         dt = getattr(probe.unwrapped, "dt", None)
         fps = probe.metadata.get("render_fps")
-        terms = [ObsTerm("observation", 0, obs_dim, f"gymnasium {obs_space}")]
+        group = ObsGroup.of(ObsTerm("observation", obs_dim, f"gymnasium {obs_space}"))
         self.spec = EnvSpec(
             task=str(name),
-            obs_layout={"policy": terms, "critic": list(terms)},
+            obs_groups={"policy": group, "critic": group},
             action_dim=int(np.prod(act_space.shape)),
             action_meaning={
                 "type": "gymnasium_box",
@@ -255,7 +254,7 @@ class FromGymnasium(VecEnv):
     def env_action(self, action: torch.Tensor) -> np.ndarray:
         """The Gymnasium actions ``(N, *action_shape)`` for VecEnv actions ``(N, action_dim)``."""
         a = action.detach().cpu().numpy().astype(np.float32)
-        if self._bounded:
+        if self._half_range is not None:  # a bounded Box
             a = self._low + (a + 1.0) * self._half_range
         return a.reshape(self.num_envs, *self._act_shape)
 
@@ -294,39 +293,13 @@ class FromGymnasium(VecEnv):
             to_t(np.asarray(term, bool), device=self.device), to_t(np.asarray(trunc, bool), device=self.device), info,
         )  # fmt: skip
 
+    @property
+    def steps(self) -> torch.Tensor:  # type: ignore[override]
+        """``(N,)`` steps of each env's current episode."""
+        return torch.as_tensor(self._ep_len, device=self.device)
+
     def close(self) -> None:
         self.vec.close()
 
 
-# ----------------------------------------------------------------------------------------------- registration
-def make_hover_gymnasium(
-    cfg: Any = None, obs_group: str | None = "policy", render_mode: str | None = None, **overrides: Any
-) -> ToGymnasiumEnv:
-    """Entry point of ``sim2real/QuadrotorHover-v0``: a one-env hover task as a :class:`ToGymnasiumEnv`.
-
-    Args:
-        cfg: a :class:`~sim2real.sim.tasks.hover.HoverConfig` (defaults when None); ``num_envs`` is forced to 1.
-        obs_group: observation group exposed (``policy``, ``critic``) or ``None`` for both as a ``Dict``.
-        render_mode: only ``None`` is supported.
-        **overrides: top-level ``HoverConfig`` fields, e.g. ``model="crazyflie-newer"``.
-    """
-    from sim2real.sim.tasks.hover import HoverConfig, QuadrotorHoverEnv
-
-    if render_mode is not None:
-        raise ValueError(f"{HOVER_GYM_ID} has no render modes (got render_mode={render_mode!r})")
-    return ToGymnasiumEnv(QuadrotorHoverEnv(cfg or HoverConfig(), **{**overrides, "num_envs": 1}), obs_group)
-
-
-def register_gymnasium() -> None:
-    """Register ``sim2real/QuadrotorHover-v0`` with Gymnasium (idempotent).
-
-    The env truncates its episodes itself (5 s), so no ``TimeLimit`` wrapper is added. Keyword arguments of
-    ``gymnasium.make`` go to :func:`make_hover_gymnasium`.
-    """
-    if HOVER_GYM_ID in gymnasium.registry:
-        return
-    gymnasium.register(id=HOVER_GYM_ID, entry_point=make_hover_gymnasium, disable_env_checker=False)
-
-
-__all__ = ["HOVER_GYM_ID", "FromGymnasium", "ToGymnasiumEnv", "ToGymnasiumVector", "make_hover_gymnasium",
-           "register_gymnasium"]  # fmt: skip
+__all__ = ["FromGymnasium", "ToGymnasiumEnv", "ToGymnasiumVector"]

@@ -26,7 +26,7 @@ integrated with classic RK4 at ``dt`` (default 0.01 s = 100 Hz, set-point held o
 by quaternion re-normalisation and clipping of ``r`` to ``[0, 1]``.
 
 State is a packed tensor ``(N, 17)`` = position 3, quaternion 4, velocity 3, angular velocity 3, motor
-speeds 4 (see :data:`STATE_SLICES`); physical parameters are a packed tensor ``(N, 10)``
+speeds 4 (:data:`POS`, :data:`QUAT`, :data:`VEL`, :data:`OMEGA`, :data:`RPM`); physical parameters are a packed tensor ``(N, 10)``
 (see :data:`PARAM_NAMES`). Both can be read and written per env, and :func:`rk4_step` steps any given
 state with any given motor commands, which is what system identification and the world model use.
 """
@@ -39,15 +39,16 @@ import torch
 
 GRAVITY = 9.81
 
-#: Slices of the packed state ``(N, 17)``.
-STATE_SLICES: dict[str, slice] = {
-    "pos": slice(0, 3),
-    "quat": slice(3, 7),
-    "vel": slice(7, 10),
-    "omega": slice(10, 13),
-    "rpm": slice(13, 17),  # normalised motor speed r = RPM / max_rpm
-}
-STATE_DIM = 17
+# Slices of the packed state ``(N, 17)``: position 3 | quaternion 4 | velocity 3 | angular velocity 3 | motors 4.
+POS = slice(0, 3)
+QUAT = slice(3, 7)
+VEL = slice(7, 10)
+OMEGA = slice(10, 13)
+RPM = slice(13, 17)  # normalised motor speed r = RPM / max_rpm
+TWIST = slice(VEL.start, OMEGA.stop)  # velocity and angular velocity, adjacent
+#: The same slices by name.
+STATE_SLICES: dict[str, slice] = {"pos": POS, "quat": QUAT, "vel": VEL, "omega": OMEGA, "rpm": RPM}
+STATE_DIM = RPM.stop
 
 #: Columns of the packed per-env parameter tensor ``(N, 10)``.
 PARAM_NAMES: tuple[str, ...] = (
@@ -190,9 +191,9 @@ class QuadrotorDynamics:
         Returns:
             ``(N, 17)`` derivative.
         """
-        q = s[:, 3:7]
-        omega = s[:, 10:13]
-        r = s[:, 13:17]
+        q = s[:, QUAT]
+        omega = s[:, OMEGA]
+        r = s[:, RPM]
         mass, inertia = p[:, 0:1], p[:, 1:4]
         f = p[:, 4:5] + p[:, 5:6] * r + p[:, 6:7] * r * r  # (N, 4) rotor thrusts
         thrust = f.sum(-1, keepdim=True)  # (N, 1)
@@ -214,7 +215,7 @@ class QuadrotorDynamics:
         omega_dot = (torque - torch.linalg.cross(omega, j_omega)) / inertia
         tau = torch.where(r_sp > r, p[:, 8:9], p[:, 9:10])
         r_dot = (r_sp - r) / tau
-        return torch.cat((s[:, 7:10], q_dot, acc, omega_dot, r_dot), -1)
+        return torch.cat((s[:, VEL], q_dot, acc, omega_dot, r_dot), -1)
 
     def rk4_step(
         self,
@@ -235,9 +236,9 @@ class QuadrotorDynamics:
         k3 = d(s + 0.5 * dt * k2, r_sp, p, f_dist, t_dist)
         k4 = d(s + dt * k3, r_sp, p, f_dist, t_dist)
         s = s + (dt / 6.0) * (k1 + 2.0 * k2 + 2.0 * k3 + k4)
-        q = s[:, 3:7]
+        q = s[:, QUAT]
         q = q / q.norm(dim=-1, keepdim=True)
-        return torch.cat((s[:, 0:3], q, s[:, 7:13], s[:, 13:17].clamp(0.0, 1.0)), -1)
+        return torch.cat((s[:, POS], q, s[:, TWIST], s[:, RPM].clamp(0.0, 1.0)), -1)
 
 
 def random_quaternions(n: int, max_angle: float, generator: torch.Generator, device: torch.device) -> torch.Tensor:

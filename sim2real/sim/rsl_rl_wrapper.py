@@ -1,4 +1,4 @@
-"""One of our batched :class:`~sim2real.sim.core.VecEnv` as an rsl_rl ``VecEnv`` (rsl-rl-lib >= 3).
+"""One of our batched :class:`~sim2real.sim.vecenv.VecEnv` as an rsl_rl ``VecEnv`` (rsl-rl-lib >= 3).
 
 rsl_rl's on-policy runners (PPO, distillation) read observations as a ``TensorDict`` of named groups and map
 them to the actor and critic with ``obs_groups``; our envs already speak in groups (``policy``, ``critic``), so
@@ -28,7 +28,7 @@ from typing import Any
 
 import torch
 
-from sim2real.sim.core import VecEnv
+from sim2real.sim.vecenv import VecEnv
 
 try:  # subclass rsl_rl's ABC when it is installed (isinstance checks); the wrapper only needs tensordict
     from rsl_rl.env import VecEnv as _RslRlBase
@@ -36,7 +36,7 @@ except ImportError:  # pragma: no cover - exercised only without rsl-rl-lib
     _RslRlBase = object
 
 
-class RslRlVecEnv(_RslRlBase):
+class RslRlVecEnv(_RslRlBase):  # pyright: ignore[reportGeneralTypeIssues]  (object without rsl_rl)
     """rsl_rl view of a sim2real ``VecEnv`` (see the module docstring)."""
 
     def __init__(self, env: VecEnv, clip_actions: bool = True) -> None:
@@ -44,8 +44,8 @@ class RslRlVecEnv(_RslRlBase):
             from tensordict import TensorDict
         except ImportError as e:
             raise ImportError("RslRlVecEnv needs tensordict (pip install rsl-rl-lib)") from e
-        if not hasattr(env, "steps"):
-            raise TypeError(f"{type(env).__name__} has no per-env step counter `steps`: not a sim2real VecEnv?")
+        if not isinstance(env, VecEnv):
+            raise TypeError(f"RslRlVecEnv wraps a sim2real VecEnv, got {type(env).__name__}")
         self._td = TensorDict
         self.env = env
         self.num_envs = env.num_envs

@@ -14,9 +14,9 @@ from sim2real.ros_nodes.transport.base import (
     Subscription,
     Timer,
     TimerSchedule,
-    create_node,
     select_backend,
 )
+from sim2real.ros_nodes.transport.factory import create_node
 from sim2real.ros_nodes.transport.names import InvalidNameError, resolve_topic_name
 from sim2real.ros_nodes.transport.params import (
     ParameterError,

@@ -1,6 +1,7 @@
 """The backend-neutral Node API: QoS profiles, publishers, subscriptions, timers, parameters, the executor loop.
 
-Nodes (policy, simulated robot, recorder) are written once against :class:`Node`; :func:`create_node` picks the
+Nodes (policy, simulated robot, recorder) are written once against :class:`Node`;
+:func:`~sim2real.ros_nodes.transport.factory.create_node` picks the
 backend: ``rclpy`` on a ROS 2 machine (where ``import rclpy`` works), otherwise ``dds`` (Cyclone DDS speaking the
 ROS 2 wire format, so real ROS 2 nodes and tools see the topics). ``SIM2REAL_ROS_BACKEND=dds|rclpy`` chooses one
 when the code asks for ``auto``.
@@ -54,7 +55,6 @@ __all__ = [
     "Subscription",
     "Timer",
     "TimerSchedule",
-    "create_node",
     "select_backend",
 ]
 
@@ -472,35 +472,3 @@ def select_backend(backend: str = "auto") -> str:
     if choice == "rclpy":
         raise RuntimeError(f"the rclpy backend needs ROS 2's rclpy, which does not import ({error}): {RCLPY_HINT}")
     return "dds"
-
-
-def create_node(
-    name: str,
-    namespace: str = "",
-    argv: Sequence[str] | None = None,
-    backend: str = "auto",
-    **kwargs: Any,
-) -> Node:
-    """Create a node on the selected backend (see :func:`select_backend`).
-
-    Args:
-        name: Node name.
-        namespace: Node namespace.
-        argv: Program arguments (``sys.argv[1:]`` when ``None``), for ``--ros-args``.
-        backend: ``auto``, ``rclpy`` or ``dds``.
-        **kwargs: Backend options (``on_callback_error``; ``domain_id`` for dds).
-
-    Returns:
-        The node; use it as a context manager or call :meth:`Node.shutdown`.
-
-    Raises:
-        RuntimeError: If rclpy is asked for but missing.
-        InvalidNameError: On an invalid name or namespace.
-    """
-    if select_backend(backend) == "rclpy":
-        from sim2real.ros_nodes.transport.rclpy_backend import RclpyNode
-
-        return RclpyNode(name, namespace, argv, **kwargs)
-    from sim2real.ros_nodes.transport.dds import DdsNode
-
-    return DdsNode(name, namespace, argv, **kwargs)

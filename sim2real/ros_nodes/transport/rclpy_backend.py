@@ -11,6 +11,9 @@ clock (``use_sim_time``) are rcl's. Log records of :attr:`Node.logger` go to the
 rclpy is imported when a node is created: this module imports on machines without ROS.
 """
 
+# pyright: reportMissingImports=false
+# (rclpy and rcl_interfaces exist on ROS 2 machines only; elsewhere this module is not imported.)
+
 from __future__ import annotations
 
 import logging

@@ -1,0 +1,135 @@
+"""The task registry: ``make("quadrotor-hover", num_envs=1024)``, Gymnasium ``register`` style.
+
+A task registers itself in its own module with a :class:`TaskSpec`: its env config class, how to build the env,
+its tuned training defaults, its validation (used to keep a run's best policy) and, optionally, its own
+evaluation of an exported policy. The registry lives below the tasks and the learning code, so it names the
+built-in task modules as strings and imports them on first use (:data:`BUILTIN_TASK_MODULES`); a third-party
+package adds tasks through the ``sim2real.tasks`` entry-point group (each entry point names a module that
+calls :func:`register` when imported).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.metadata
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from sim2real.core.config import dataclass_from_dict
+from sim2real.core.files import CheckpointError
+from sim2real.core.policy_file import PolicyMetadata
+from sim2real.sim.vecenv import EnvConfig, VecEnv
+
+#: Modules of the built-in tasks; importing one registers its tasks.
+BUILTIN_TASK_MODULES = ("sim2real.tasks.quadrotor_hover", "sim2real.tasks.gym_mujoco", "sim2real.tasks.humanoid_walk")
+ENTRY_POINT_GROUP = "sim2real.tasks"
+
+PolicyFn = Callable[[Any], Any]
+"""Maps ``policy`` observations ``(N, obs_dim)`` (torch) to actions ``(N, act_dim)``."""
+
+
+@dataclass(frozen=True)
+class EvalRequest:
+    """What ``sim2real eval`` asks of a task's evaluation."""
+
+    episodes: int
+    seed: int
+    out_dir: Path
+    """Where the evaluation writes its files (``eval.json`` is written by the caller)."""
+    starts: tuple[str, ...] = ()
+    """Start distributions, for tasks that have several (hover: ``nominal``, ``hard``); empty: the task's all."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """Everything that belongs to one task."""
+
+    name: str
+    description: str
+    config: type[EnvConfig]
+    """The task's env config dataclass; ``config()`` is its default."""
+    make: Callable[[Any], VecEnv]
+    """``make(cfg) -> VecEnv`` for a config of type :attr:`config`."""
+    train_defaults: Callable[[], Any]
+    """The tuned ``TrainConfig`` of this task (imports the learning code only when called)."""
+    validate: Callable[[PolicyFn, Any, int, int | None], dict[str, float]] | None = None
+    """``validate(policy_fn, env_cfg, episodes, seed) -> {"score": lower is better, ...figures}``: used by the
+    runner to keep the best policy of a run (``best.pt``) and added to ``sim2real eval``'s figures."""
+    evaluate: Callable[[PolicyFn, Any, EvalRequest], dict[str, Any]] | None = None
+    """The task's own ``sim2real eval`` (figures, plots): ``evaluate(policy, env_cfg, request) -> results``;
+    None: whole-episode returns (:mod:`sim2real.eval.returns`)."""
+    report: Callable[[dict[str, Any]], None] | None = None
+    """Prints :attr:`evaluate`'s results for a person (a table); None: one line of return statistics."""
+
+
+_REGISTRY: dict[str, TaskSpec] = {}
+_loaded = False
+
+
+def register(spec: TaskSpec) -> None:
+    """Add a task (called by the task's module when it is imported)."""
+    if spec.name in _REGISTRY and _REGISTRY[spec.name] != spec:
+        raise ValueError(f"task {spec.name!r} is already registered")
+    _REGISTRY[spec.name] = spec
+
+
+def _load() -> None:
+    """Import the built-in task modules and the ``sim2real.tasks`` entry points once."""
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
+    for module in BUILTIN_TASK_MODULES:
+        importlib.import_module(module)
+    for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+        importlib.import_module(ep.value.partition(":")[0])
+
+
+def get_task(name: str) -> TaskSpec:
+    """The spec of a registered task; KeyError naming the available ones."""
+    _load()
+    if name not in _REGISTRY:
+        raise KeyError(f"unknown task {name!r}; available: {', '.join(sorted(_REGISTRY)) or 'none'}")
+    return _REGISTRY[name]
+
+
+def list_tasks() -> list[TaskSpec]:
+    _load()
+    return [_REGISTRY[k] for k in sorted(_REGISTRY)]
+
+
+def make(name: str, cfg: EnvConfig | None = None, **overrides: Any) -> VecEnv:
+    """Build a registered task: ``make("quadrotor-hover", num_envs=1024, device="cpu")``.
+
+    Args:
+        name: task name.
+        cfg: the task's config (default: its defaults).
+        **overrides: top-level fields of the config (``TypeError`` on an unknown one).
+    """
+    spec = get_task(name)
+    return spec.make(replace(cfg or spec.config(), **overrides))
+
+
+def policy_env_config(meta: PolicyMetadata, where: str = "policy") -> tuple[TaskSpec, EnvConfig]:
+    """The task and env config an exported policy was trained with, checked against the file's layout.
+
+    Raises:
+        CheckpointError: unknown task, an env config the task does not take, or an env whose observation group
+            differs from the policy's (the policy would read the wrong numbers).
+    """
+    try:
+        spec = get_task(meta.task)
+        cfg = dataclass_from_dict(spec.config, meta.env_config) if meta.env_config else spec.config()
+        env = spec.make(cfg.for_evaluation(1))
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"{where}: cannot rebuild the env of task {meta.task!r} ({e})") from None
+    try:
+        group = env.spec.obs_groups.get(meta.obs_group)
+    finally:
+        env.close()
+    if group is None or group.to_json() != meta.obs_layout.to_json():
+        raise CheckpointError(f"{where}: its {meta.obs_group!r} layout ({meta.obs_dim} values) differs from the one "
+                              f"task {meta.task!r} builds from its env config ({group.dim if group else 'no group'})")
+    return spec, cfg

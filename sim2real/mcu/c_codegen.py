@@ -47,7 +47,7 @@ GOLDEN_ATOL = 1e-5
 
 # Rational tanh: tanh(x) ~ x P(x^2) / Q(x^2) on |x| <= 8 (clamped outside), P and Q of degree 4 with positive
 # coefficients (no poles), fitted by Lawson-weighted least squares on the max abs error (scripts/fit_tanh.py).
-# Max abs error in float32 3.4e-7 over [-12, 12] (tests/test_c_codegen.py measures it).
+# Max abs error in float32 3.4e-7 over [-12, 12] (tests/mcu/test_c_codegen.py measures it).
 TANH_CLAMP = 8.0
 TANH_P = (0.9999999699765314, 0.13438201073212072, 0.0035641681663841373, 2.1773456563668297e-05, 1.5062134481431146e-08)
 TANH_Q = (1.0, 0.46771521847782666, 0.02613606084086657, 0.00033991995812203884, 8.453787211774987e-07)

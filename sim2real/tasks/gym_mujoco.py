@@ -15,7 +15,7 @@ mujoco-humanoid    348   qpos[2:] | qvel | cinert[1:] | cvel[1:] | qfrc_actuator
 
 One difference from Gymnasium: actions are clipped to the actuator ``ctrlrange`` before they are used, so the
 control cost is that of the applied action (Gymnasium charges the unclipped action; MuJoCo clamps it for
-the dynamics either way). Within the range the two agree step for step (``tests/test_mujoco_env.py``).
+the dynamics either way). Within the range the two agree step for step (``tests/sim/mujoco/test_env.py``).
 
 Measured env steps/s (2-core CPU, random in-range actions, incl. auto-resets; Gymnasium = one ``gym.make`` env):
 

@@ -1,7 +1,7 @@
 """The Node API on the dds backend (Cyclone DDS on loopback, ROS 2 wire format) and the backend-neutral parts.
 
 Each test uses its own ROS domain (150+) so tests never see each other's traffic. The rclpy backend's rclpy-free
-parts are in ``test_ros_convert.py``, names and ``--ros-args`` parsing in ``test_ros_names.py``.
+parts are in ``test_ros_convert.py``, names and ``--ros-args`` parsing in ``test_names.py``.
 """
 
 from __future__ import annotations

@@ -179,3 +179,16 @@ def test_policy_file_module_imports_no_torch() -> None:
     assert report == {"torch": False, "onnx": False,
                       "sim2real": ["sim2real", "sim2real.core", "sim2real.core.files", "sim2real.core.obs",
                                    "sim2real.core.policy_file"]}  # fmt: skip
+
+
+def test_readme_map_and_docs_name_every_module_and_package() -> None:
+    """The README's architecture map lists every module, docs/architecture.md every package with its layer."""
+    readme = (REPO / "README.md").read_text()
+    block = readme[readme.index("## Architecture") :]
+    block = block[: block.index("\n## ", 1)]
+    missing = sorted(str(p.relative_to(PACKAGE)) for p in PACKAGE.rglob("*.py")
+                     if p.name != "__init__.py" and p.name not in block)  # fmt: skip
+    assert not missing, f"modules missing from the README's architecture map: {missing}"
+    doc = (REPO / "docs" / "architecture.md").read_text()
+    for top in LAYERS:
+        assert f"`{top}/`" in doc, f"docs/architecture.md does not describe {top}/"

@@ -1,0 +1,1 @@
+"""Layer 6: the ``sim2real`` command line."""

@@ -1,0 +1,1 @@
+"""Layer 5: the ONNX writer, the one producer of ``policy.onnx`` files."""

@@ -1,0 +1,75 @@
+"""Fly a simulated quadrotor whose physics differ from the training model, and log it as a robot would.
+
+The stand-in for a real robot in system identification and finetuning: one quadrotor of the hover task with
+scaled physical parameters and a steady wind (:class:`Shift`, outside the training randomisation), flown by a
+deployed policy through a set-point schedule inside the safety box (the excitation), logged as odometry and the
+commanded actions (:class:`~sim2real.policies.world_model.Flight`): what the recorder sees on a robot, no motor
+speeds.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+
+import torch
+
+from sim2real.policies.world_model import ODOM_DIM, Flight
+from sim2real.sim.quadrotor import PARAM_INDEX
+from sim2real.tasks.quadrotor_hover.env import QuadrotorHoverEnv, hover_eval_config
+
+
+@dataclass(frozen=True)
+class Shift:
+    """How the flown quadrotor differs from the nominal model: parameter factors and a steady wind."""
+
+    mass: float = 1.0
+    thrust: float = 1.0
+    """Factor on the thrust polynomial (weaker motors < 1)."""
+    motor_tau: float = 1.0
+    """Factor on the motor time constants (slower motors > 1)."""
+    wind: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Constant force on the body (world frame) in units of the nominal weight."""
+
+
+def fly(
+    policy: Callable[[torch.Tensor], torch.Tensor],
+    seconds: float,
+    shift: Shift = Shift(),
+    seed: int = 0,
+    setpoint_every_s: float = 2.0,
+    setpoint_range_m: float = 0.2,
+    model: str = "crazyflie-paper",
+) -> Flight:
+    """One flight of ``seconds`` from a ``nominal`` start, set-points redrawn every ``setpoint_every_s``.
+
+    ``policy`` maps the ``policy`` observation ``(1, obs_dim)`` to actions ``(1, 4)`` (e.g. an ``OnnxPolicy``).
+    The set-points are uniform in ``±setpoint_range_m`` per axis; the flight has no time limit and no box.
+    """
+    if not seconds > 0:
+        raise ValueError(f"seconds must be > 0, got {seconds}")
+    cfg = replace(hover_eval_config("nominal", 1), model=model, termination_box=math.inf, episode_steps=2**31 - 1,
+                  compile=False)  # fmt: skip
+    env = QuadrotorHoverEnv(cfg)
+    obs = env.reset(seed)
+    params = env.get_params()
+    params[:, PARAM_INDEX["mass"]] *= shift.mass
+    params[:, PARAM_INDEX["thrust_c0"] : PARAM_INDEX["thrust_c2"] + 1] *= shift.thrust
+    params[:, PARAM_INDEX["motor_tau_rise"] : PARAM_INDEX["motor_tau_fall"] + 1] *= shift.motor_tau
+    env.set_params(params)
+    weight = env.model.mass * env.model.gravity
+    env.set_disturbance(torch.tensor([shift.wind]) * weight, torch.zeros(1, 3))
+    gen = torch.Generator().manual_seed(seed + 1)
+    steps, every = int(round(seconds / cfg.dt)), max(1, int(round(setpoint_every_s / cfg.dt)))
+    odom, actions = [env.state[0, :ODOM_DIM].clone()], []
+    for t in range(steps):
+        if t % every == 0:
+            env.target[:] = (2 * torch.rand(1, 3, generator=gen) - 1) * setpoint_range_m
+            obs = env.observe()
+        with torch.no_grad():
+            a = torch.as_tensor(policy(obs["policy"]), dtype=torch.float32).reshape(1, 4)
+        obs, *_ = env.step(a)
+        actions.append(a[0].clamp(-1.0, 1.0))
+        odom.append(env.state[0, :ODOM_DIM].clone())
+    return Flight(torch.stack(odom), torch.stack(actions), cfg.dt)

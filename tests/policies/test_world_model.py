@@ -1,0 +1,72 @@
+"""The physics-informed world model: system identification from logged odometry and commands."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from helpers import TRAINED_POLICY
+
+from sim2real.core.policy_file import OnnxPolicy
+from sim2real.policies.world_model import Flight, QuadrotorWorldModel, WorldModelConfig, clean_flights, fit
+from sim2real.sim.quadrotor import MODELS
+from sim2real.tasks.quadrotor_hover.flight import Shift, fly
+
+NOMINAL = MODELS["crazyflie-paper"]
+
+
+@pytest.fixture(scope="module")
+def policy() -> OnnxPolicy:
+    return OnnxPolicy(TRAINED_POLICY)
+
+
+def test_sysid_from_30_s_of_flight_on_a_heavier_quadrotor_with_weaker_motors(policy: OnnxPolicy) -> None:
+    """30 s on mass +25 %, thrust -10 % (outside the training randomisation): both found within 5 %."""
+    flight = fly(policy, 30.0, Shift(mass=1.25, thrust=0.9), seed=3)
+    model, report = fit([flight], NOMINAL, WorldModelConfig(windows=256, bootstrap=2))
+    p = report.parameters
+    assert p["mass"]["mean"] == pytest.approx(1.25, rel=0.05) and p["thrust"]["mean"] == pytest.approx(0.9, rel=0.05)
+    assert p["motor_tau"]["mean"] == pytest.approx(1.0, rel=0.05) and p["inertia"] == {"mean": 1.0, "std": 0.0}
+    # the fitted model predicts the held-out seconds far better than the simulator it started from
+    err = report.prediction_error
+    assert err["fitted"]["50_step_m"] < 0.1 * err["prior"]["50_step_m"] and err["fitted"]["1_step_m"] < 1e-5
+    assert report.data["held_out_steps"] == 600 and report.data["non_finite_rows"] == 0
+    assert model.k == 2 and all(v["std"] >= 0 for v in p.values())
+
+
+def test_sysid_finds_slower_motors_and_a_steady_wind(policy: OnnxPolicy) -> None:
+    wind = (0.08, 0.0, 0.0)  # 8 % of the weight, sideways
+    flight = fly(policy, 20.0, Shift(motor_tau=1.6, wind=wind), seed=4)
+    _, report = fit([flight], NOMINAL, WorldModelConfig(windows=256, bootstrap=1))
+    p = report.parameters
+    assert p["motor_tau"]["mean"] == pytest.approx(1.6, rel=0.05) and p["mass"]["mean"] == pytest.approx(1.0, rel=0.05)
+    weight = NOMINAL.mass * NOMINAL.gravity
+    assert p["force_x"]["mean"] == pytest.approx(wind[0] * weight, rel=0.1) and abs(p["force_y"]["mean"]) < 0.01 * weight
+
+
+def test_bad_rows_are_cut_and_counted() -> None:
+    odom = torch.zeros(101, 13)
+    odom[:, 3] = 1.0
+    action = torch.zeros(100, 4)
+    odom[40, 0] = math.nan  # breaks the steps 39 and 40
+    action[70] = math.inf
+    pieces, counts = clean_flights([Flight(odom, action, 0.01)], min_steps=20)
+    assert [p.steps for p in pieces] == [39, 29, 29] and counts["non_finite_rows"] == 3 and counts["short_steps"] == 0
+    assert clean_flights([Flight(odom, action, 0.01)], min_steps=35)[1]["short_steps"] == 58
+    with pytest.raises(ValueError, match="no 10-step window"):
+        fit([Flight(odom[:8], action[:7], 0.01)], NOMINAL, WorldModelConfig(burn_in_s=0.0))
+    with pytest.raises(ValueError, match="cannot fit"):
+        fit([Flight(odom, action, 0.01)], NOMINAL, WorldModelConfig(fit=("mass", "colour")))
+    with pytest.raises(ValueError, match="actions must be"):
+        Flight(odom, action[:50], 0.01)
+
+
+def test_motor_model_follows_the_commands() -> None:
+    model = QuadrotorWorldModel(NOMINAL, 1)
+    action = torch.ones(50, 4)  # full set-point from rest (the first set-point is 1: r starts there)
+    r = model.motor_speeds(torch.cat((-torch.ones(1, 4), action)), 0.01)[0]
+    tau = NOMINAL.motor_tau_rise
+    expected = 1 - math.exp(-0.5 / tau)  # first-order response after 50 steps of 10 ms
+    r = r.detach()
+    assert r[0].tolist() == [0.0] * 4 and float(r[-1, 0]) == pytest.approx(expected, rel=1e-4)

@@ -1,9 +1,9 @@
 """``sim2real`` command line: parse the arguments, run the verb's handler, turn user errors into ``error: ...``.
 
-The handlers live in :mod:`.train` (list, train, demo), :mod:`.evaluate` (eval) and :mod:`.deploy` (export, hil,
-launch), imported only for the command that runs, so ``sim2real --help`` loads no torch. Every failure the user
-can cause (bad arguments, unknown task, missing/corrupt files, unwritable directories, NaN policies) ends with
-one ``error: ...`` line on stderr and exit status 2.
+The handlers live in :mod:`.train` (list, train, demo), :mod:`.evaluate` (eval), :mod:`.sysid` (sysid) and
+:mod:`.deploy` (export, hil, launch), imported only for the command that runs, so ``sim2real --help`` loads no
+torch. Every failure the user can cause (bad arguments, unknown task, missing/corrupt files, unwritable
+directories, NaN policies) ends with one ``error: ...`` line on stderr and exit status 2.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         from sim2real.cli import train as module
     elif command == "eval":
         from sim2real.cli import evaluate as module
+    elif command == "sysid":
+        from sim2real.cli import sysid as module
     else:
         from sim2real.cli import deploy as module
     return getattr(module, f"cmd_{command}")

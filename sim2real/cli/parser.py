@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   sim2real eval runs/quadrotor-hover/20261121-101500_sac_s0 --episodes 200
   sim2real launch launch/quadrotor_sim.launch.xml policy:=runs/quadrotor-hover/20261121-101500_sac_s0/exported/policy.onnx
   sim2real launch quadrotor_sim.launch.xml policy:=policy.onnx namespace:=cf2 --print
+  sim2real sysid runs/flight_20261202-101500.mcap --json
   sim2real demo
 """
 
@@ -190,6 +191,32 @@ def build_parser() -> argparse.ArgumentParser:
     la.add_argument("--grace", type=float, default=5.0, metavar="S",
                     help="seconds between SIGINT and SIGTERM, and between SIGTERM and SIGKILL, on shutdown (default 5)")
     la.add_argument("--verbose", action="store_true", help="debug log lines (where the package files were found)")
+
+    s = sub.add_parser(
+        "sysid",
+        help="identify a quadrotor's physics from a recording of the policy node",
+        description="Fit the physics-informed world model (the simulator's dynamics with learnable mass, thrust, "
+        "yaw-torque coefficient, motor time constants and a constant external force and torque) to the "
+        "odometry and commands of a recording: the policy node's ~/obs and ~/action topics in an MCAP file of "
+        "the recorder (a file still being written is read up to its last closed chunk). The position is the "
+        "observation's position error, so the set-point must be constant within a flight. Prints the fitted "
+        "parameters relative to the simulator's with their bootstrap spread and the held-out prediction "
+        "errors; writes sysid.json.",
+    )
+    s.add_argument("recording", help="MCAP file of the recorder (rosbag2 layout)")
+    s.add_argument("--obs-topic", default="/cf1/policy/obs", help="the policy node's observations (default /cf1/policy/obs)")
+    s.add_argument("--action-topic", default="/cf1/policy/action",
+                   help="the policy node's actions (default /cf1/policy/action)")
+    s.add_argument("--dt", type=float, default=None, help="control period in s (default: from the log times)")
+    s.add_argument("--model", default="crazyflie-paper", choices=["crazyflie-paper", "crazyflie-newer"],
+                   help="the simulator model the fit starts from and reports against (default crazyflie-paper)")
+    s.add_argument("--fit", nargs="+", default=None, metavar="QUANTITY",
+                   help="what to fit, of mass inertia thrust torque_coeff motor_tau force torque (default: all "
+                   "but inertia, which flight data cannot separate from thrust)")
+    s.add_argument("--horizon", type=int, default=10, help="control steps predicted per window (default 10)")
+    s.add_argument("--bootstrap", type=int, default=4, help="models fitted on resampled data (default 4)")
+    s.add_argument("--out", default=None, help="directory for sysid.json (default: beside the recording)")
+    s.add_argument("--json", action="store_true", help="print the result as JSON")
 
     d = sub.add_parser(
         "demo",

@@ -159,6 +159,32 @@ def quat_to_rotmat(q: torch.Tensor) -> torch.Tensor:
     return torch.stack(rows, -1).reshape(*q.shape[:-1], 3, 3)
 
 
+def rotmat_to_quat(rot: torch.Tensor) -> torch.Tensor:
+    """Unit quaternions ``(..., 4)`` ``(w, x, y, z)`` with ``w >= 0`` from rotation matrices ``(..., 3, 3)``.
+
+    Shepperd's method: the largest of ``4 w^2 = 1 + tr R`` and ``4 x^2 = 1 + R_xx - R_yy - R_zz`` (and y, z) is
+    taken from the diagonal, the other components from the off-diagonal sums and differences; the inverse of
+    :func:`quat_to_rotmat`.
+    """
+    r = rot
+    m00, m11, m22 = r[..., 0, 0], r[..., 1, 1], r[..., 2, 2]
+    cand = torch.stack((1 + m00 + m11 + m22, 1 + m00 - m11 - m22, 1 - m00 + m11 - m22, 1 - m00 - m11 + m22), -1)
+    k = cand.argmax(-1, keepdim=True)
+    s = torch.sqrt(cand.gather(-1, k).clamp_min(1e-12)) * 2  # 4 * (the largest component)
+    d21, d02, d10 = r[..., 2, 1] - r[..., 1, 2], r[..., 0, 2] - r[..., 2, 0], r[..., 1, 0] - r[..., 0, 1]
+    s01, s02, s12 = r[..., 0, 1] + r[..., 1, 0], r[..., 0, 2] + r[..., 2, 0], r[..., 1, 2] + r[..., 2, 1]
+    s = s[..., 0]
+    rows = (
+        torch.stack((s / 4, d21 / s, d02 / s, d10 / s), -1),  # w largest
+        torch.stack((d21 / s, s / 4, s01 / s, s02 / s), -1),  # x largest
+        torch.stack((d02 / s, s01 / s, s / 4, s12 / s), -1),  # y largest
+        torch.stack((d10 / s, s02 / s, s12 / s, s / 4), -1),  # z largest
+    )
+    q = torch.stack(rows, -2).gather(-2, k[..., None].expand(*k.shape[:-1], 1, 4))[..., 0, :]
+    q = q / q.norm(dim=-1, keepdim=True)
+    return torch.where(q[..., :1] < 0, -q, q)
+
+
 class QuadrotorDynamics:
     """The continuous-time model and its RK4 integrator, for a batch of quadrotors.
 

@@ -16,6 +16,7 @@ from functools import cache
 import torch
 
 from sim2real.core.obs import HISTORY_TERM, ObsGroup, ObsTerm
+from sim2real.sim.quadrotor import rotmat_to_quat
 
 
 @cache
@@ -62,3 +63,16 @@ def build_policy_obs(
         position_error=pos_error, rotation_matrix=rot, linear_velocity=vel, angular_velocity=omega,
         action_history=history,
     )  # fmt: skip
+
+
+def odometry_from_policy_obs(obs: torch.Tensor) -> torch.Tensor:
+    """The odometry ``(N, 13)`` in an observation ``(N, 18 + 4 H)``: the inverse of :func:`build_policy_obs`.
+
+    Position error 3 | quaternion 4 (``w >= 0``) | world velocity 3 | body rate 3, from the sensed terms.
+    """
+    group = sensor_group()
+    if obs.ndim != 2 or obs.shape[1] < group.dim or (obs.shape[1] - group.dim) % 4:
+        raise ValueError(f"not a quadrotor policy observation: shape {tuple(obs.shape)} (expected (N, 18 + 4 H))")
+    rot = obs[:, group.slice("rotation_matrix")].reshape(-1, 3, 3)
+    return torch.cat((obs[:, group.slice("position_error")], rotmat_to_quat(rot),
+                      obs[:, group.slice("linear_velocity")], obs[:, group.slice("angular_velocity")]), 1)  # fmt: skip

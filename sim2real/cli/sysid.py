@@ -1,0 +1,42 @@
+"""``sim2real sysid``: the physics of a quadrotor from a recording (:mod:`sim2real.policies.world_model`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+
+
+def cmd_sysid(args: argparse.Namespace) -> int:
+    from sim2real.core.files import write_text_atomic
+    from sim2real.policies.world_model import WorldModelConfig, fit
+    from sim2real.ros_nodes.recordings import flights_from_recording
+    from sim2real.sim.quadrotor import MODELS
+
+    if args.horizon < 1 or args.bootstrap < 1:
+        raise ValueError(f"--horizon and --bootstrap must be >= 1, got {args.horizon}, {args.bootstrap}")
+    path = Path(args.recording)
+    flights, read = flights_from_recording(path, args.obs_topic, args.action_topic, args.dt)
+    cfg = replace(WorldModelConfig(), horizon=args.horizon, bootstrap=args.bootstrap)
+    if args.fit:
+        cfg = replace(cfg, fit=tuple(args.fit))
+    _, report = fit(flights, MODELS[args.model], cfg)
+    result = {"recording": str(path), "model": args.model, "read": asdict(read), **asdict(report)}
+    result.pop("loss")
+    out = Path(args.out) if args.out else path.parent
+    out.mkdir(parents=True, exist_ok=True)
+    write_text_atomic(out / "sysid.json", json.dumps(result, indent=2))
+    if args.json:
+        print(json.dumps(result, indent=2))
+        return 0
+    print(f"{path}: {read.transitions} transitions at {1 / read.dt:.0f} Hz in {read.flights} flight(s) "
+          f"({report.data['steps']} steps used, {report.data['non_finite_rows']} non-finite rows cut"
+          f"{'' if read.complete else '; the file ends early'})")  # fmt: skip
+    for name, v in report.parameters.items():
+        unit = " N" if name.startswith("force") else " N m" if name.startswith("torque_") else " x nominal"
+        print(f"  {name:14s} {v['mean']:+.4g} ± {v['std']:.2g}{unit}")
+    for name, err in report.prediction_error.items():
+        print(f"  {name} model on the held-out data: 1-step {err['1_step_m']:.2e} m, 50-step {err['50_step_m']:.2e} m")
+    print(f"wrote {out / 'sysid.json'}")
+    return 0

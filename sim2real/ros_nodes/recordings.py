@@ -1,0 +1,85 @@
+"""Flights of a quadrotor from the policy node's recordings, for system identification and finetuning.
+
+The policy node publishes, every tick that ran the policy, the observation it fed the policy (``~/obs``) and the
+action it commanded (``~/action``); :func:`~sim2real.ros_nodes.mcap_log.read_transitions` pairs them. The
+observation holds the sensed state in the quadrotor layout (:mod:`sim2real.sim.quadrotor_obs`), from which the
+odometry is read back. The chain of ticks is cut where a tick is missing (a gap in the log times longer than
+``max_gap`` control periods, or a tick without an action), so every :class:`~sim2real.policies.world_model.Flight`
+is contiguous. Closed chunks of a recording still being written are read too (the reader tolerates a torn end).
+
+Not a module of the policy node: it loads the learning code (the ``Flight`` type) and is for the learning side.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from sim2real.policies.world_model import Flight
+from sim2real.ros_nodes.mcap_log import ReadReport, read_transitions
+from sim2real.sim.quadrotor_obs import odometry_from_policy_obs
+
+DEFAULT_OBS_TOPIC = "/cf1/policy/obs"
+DEFAULT_ACTION_TOPIC = "/cf1/policy/action"
+
+
+@dataclass
+class RecordingReport:
+    """What was read: transitions, the control period found, the flights, the cuts and the file's state."""
+
+    transitions: int = 0
+    dt: float = 0.0
+    flights: int = 0
+    gaps: int = 0
+    """Transitions dropped because ticks were missed inside them."""
+    complete: bool = True
+    topics: dict[str, int] = field(default_factory=dict)
+
+
+def flights_from_recording(
+    path: str | Path, obs_topic: str = DEFAULT_OBS_TOPIC, action_topic: str = DEFAULT_ACTION_TOPIC,
+    dt: float | None = None, max_gap: float = 1.5,
+) -> tuple[list[Flight], RecordingReport]:  # fmt: skip
+    """The contiguous flights in an MCAP recording of the policy node.
+
+    Args:
+        path: the ``.mcap`` file (the recorder's; a rosbag2 directory's ``.mcap`` works the same).
+        obs_topic: the policy node's ``~/obs`` as recorded.
+        action_topic: the policy node's ``~/action`` as recorded.
+        dt: the control period [s]; default: the median spacing of the logged observations.
+        max_gap: a spacing above ``max_gap * dt`` (a missed tick, a pause) ends a flight.
+
+    Raises:
+        FileNotFoundError: missing file. ValueError: not an MCAP file, no transition on the topics, or an
+        observation that is not a quadrotor one.
+    """
+    read = ReadReport()
+    data = read_transitions(path, obs_topic, action_topic, read)
+    t_ns = data["log_time_ns"].astype(np.int64)
+    steps = np.diff(t_ns) / 1e9
+    period = float(dt if dt is not None else (np.median(steps) if len(steps) else 0.0))
+    if not period > 0:
+        raise ValueError(f"{path}: cannot tell the control period from {len(t_ns)} transition(s); pass dt")
+    obs = torch.as_tensor(data["obs"])
+    nxt = torch.as_tensor(data["next_obs"])
+    act = torch.as_tensor(data["action"])
+    # transition i is (obs_i, action_i, next_obs_i); transition i + 1 continues it when obs_{i+1} is next_obs_i, and
+    # then their log times tell how long transition i took: longer than max_gap periods means missed ticks inside
+    follows = (obs[1:] == nxt[:-1]).all(1).numpy()  # (n - 1,)
+    valid = np.ones(len(obs), bool)
+    valid[:-1] = ~follows | (steps <= max_gap * period)
+    flights, start = [], None
+    for i in range(len(obs) + 1):
+        cont = i < len(obs) and valid[i] and start is not None and follows[i - 1] and valid[i - 1]
+        if start is not None and not cont:  # the run [start, i) ends
+            rows = torch.cat((obs[start:i], nxt[i - 1 : i]))
+            flights.append(Flight(odometry_from_policy_obs(rows), act[start:i], period))
+            start = None
+        if i < len(obs) and valid[i] and start is None:
+            start = i
+    report = RecordingReport(transitions=len(obs), dt=period, flights=len(flights), gaps=int((~valid).sum()),
+                             complete=read.complete, topics=dict(read.topics))  # fmt: skip
+    return flights, report

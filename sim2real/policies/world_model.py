@@ -23,7 +23,9 @@ Identifiability (what data can tell): translation sees thrust / mass, rotation s
 sees torque coefficient x thrust / J_zz. The default fits mass, thrust, yaw-torque coefficient, motor time
 constants and the external force and torque, and keeps the inertia at its prior (``fit`` selects).
 
-Not yet here: the learned residual ensemble (Gaussian NLL on the state increment) and reading MCAP recordings.
+With ``WorldModelConfig.residual`` set, an ensemble of small networks (:mod:`sim2real.policies.residual`) is then
+trained on what the fitted physics still misses one step ahead; rollouts add its mean correction and its
+disagreement is the model's uncertainty.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from sim2real.policies.residual import CORRECTED, ResidualConfig, ResidualEnsemble, features, fit_residual
 from sim2real.sim.quadrotor import OMEGA, POS, STATE_DIM, QuadrotorDynamics, QuadrotorModel
 
 ODOM_DIM = OMEGA.stop
@@ -106,6 +109,8 @@ class WorldModelConfig:
     """Seconds at the start of each flight that no window starts in (the reconstructed motor state settles)."""
     holdout_fraction: float = 0.2
     """The last part of the data (in time) kept for the prediction errors of the report."""
+    residual: ResidualConfig | None = None
+    """Train the learned residual ensemble after the physics (None: physics only)."""
     seed: int = 0
 
 
@@ -124,6 +129,8 @@ class QuadrotorWorldModel(nn.Module):
         self.weight_n = nominal.mass * nominal.gravity  # unit of the external force [N]
         arm = max(abs(c) for xyz in nominal.rotor_positions for c in xyz[:2])
         self.torque_ref = self.weight_n / 4 * arm  # one rotor's hover thrust on its arm [N m]
+        self.residual: ResidualEnsemble | None = None
+        """The learned correction of velocity and body rate after each physics step (None: physics only)."""
 
     @property
     def k(self) -> int:
@@ -169,7 +176,11 @@ class QuadrotorWorldModel(nn.Module):
         out = []
         for i in range(h):
             a = actions[:, :, i].reshape(k * b, 4)
-            s = self.dyn.rk4_step(s, (a.clamp(-1.0, 1.0) + 1.0) * 0.5, p, f, t, dt)
+            nxt = self.dyn.rk4_step(s, (a.clamp(-1.0, 1.0) + 1.0) * 0.5, p, f, t, dt)
+            if self.residual is not None:  # what the physics misses, from the state the step started in
+                fix = self.residual.correction(s, a)
+                nxt = torch.cat((nxt[:, : CORRECTED.start], nxt[:, CORRECTED] + fix, nxt[:, CORRECTED.stop :]), 1)
+            s = nxt
             out.append(s)
         return torch.stack(out, 1).reshape(k, b, h, STATE_DIM)
 
@@ -204,7 +215,8 @@ class FitReport:
     parameters: dict[str, dict[str, float]]
     data: dict[str, int]
     prediction_error: dict[str, dict[str, float]] = field(default_factory=dict)
-    """``{"fitted"|"prior": {"1_step_m", "50_step_m"}}``: mean position error on the held-out data."""
+    """``{"fitted"|"physics"|"prior": {"1_step_m", "50_step_m"}}``: mean position error on the held-out data
+    (``physics``: the fitted physics without the residual, when there is one)."""
     loss: list[float] = field(default_factory=list)
 
 
@@ -243,6 +255,7 @@ def prediction_error(model: QuadrotorWorldModel, flights: list[Flight], steps: i
 def model_slice(model: QuadrotorWorldModel) -> QuadrotorWorldModel:
     """A one-model world model with the ensemble's mean parameters."""
     one = QuadrotorWorldModel(model.nominal_model, 1)
+    one.residual = model.residual
     with torch.no_grad():
         one.log_scale.copy_(model.log_scale.mean(0, keepdim=True))
         one.force.copy_(model.force.mean(0, keepdim=True))
@@ -310,13 +323,32 @@ def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | 
         with torch.no_grad():  # motor speeds under the current motor model, laid out like the odometry rows
             motors = torch.cat([model.motor_speeds(f.action, f.dt) for f in train], 1)  # (K, rows, 4)
         opt.step(closure)
+    physics = model_slice(model)
+    if cfg.residual is not None:
+        model.residual = _train_residual(physics, train, burn_in, cfg.residual)
     report = FitReport(model.summary(), {**counts, "train_windows": len(windows), "held_out_steps":
                                          sum(f.steps for f in held)}, loss=loss_log)  # fmt: skip
     if held:
-        prior = QuadrotorWorldModel(nominal, 1)
+        models = {"fitted": model, **({"physics": physics} if model.residual is not None else {}),
+                  "prior": QuadrotorWorldModel(nominal, 1)}  # fmt: skip
         report.prediction_error = {
             name: {"1_step_m": prediction_error(m, held, 1, burn_in), "50_step_m": prediction_error(m, held, 50, burn_in)}
-            for name, m in (("fitted", model), ("prior", prior))
+            for name, m in models.items()
         }
     return model, report
+
+
+def _train_residual(physics: QuadrotorWorldModel, flights: list[Flight], burn_in: int,
+                    cfg: ResidualConfig) -> ResidualEnsemble:  # fmt: skip
+    """The residual ensemble on the one-step errors of the fitted physics (mean model) over ``flights``."""
+    xs, ys = [], []
+    with torch.no_grad():
+        for f in flights:
+            r = physics.motor_speeds(f.action, f.dt)[0]  # (T + 1, 4)
+            s = _full_state(f.odom[burn_in:-1], r[burn_in:-1])
+            a = f.action[burn_in:]
+            pred = physics.rollout(s[None], a[None, :, None], f.dt)[0, :, 0]
+            xs.append(features(s, a))
+            ys.append(f.odom[burn_in + 1 :, CORRECTED] - pred[:, CORRECTED])
+    return fit_residual(torch.cat(xs), torch.cat(ys), cfg)
 

@@ -70,3 +70,37 @@ def test_motor_model_follows_the_commands() -> None:
     expected = 1 - math.exp(-0.5 / tau)  # first-order response after 50 steps of 10 ms
     r = r.detach()
     assert r[0].tolist() == [0.0] * 4 and float(r[-1, 0]) == pytest.approx(expected, rel=1e-4)
+
+
+def test_residual_ensemble_learns_what_the_physics_misses(policy: OnnxPolicy) -> None:
+    """Linear drag is not in the physics: the residual cuts the held-out 50-step error, and knows where it is unsure."""
+    from sim2real.policies.residual import ResidualConfig, features
+
+    flight = fly(policy, 30.0, Shift(drag=0.5), seed=6)
+    model, report = fit([flight], NOMINAL, WorldModelConfig(bootstrap=1, residual=ResidualConfig(steps=1000)))
+    err = report.prediction_error
+    assert err["fitted"]["50_step_m"] < 0.2 * err["physics"]["50_step_m"] < err["prior"]["50_step_m"]
+    assert model.residual is not None and model.residual.members == 5
+    r = model.motor_speeds(flight.action, flight.dt)[0].detach()
+    seen = torch.cat((flight.odom[200:400], r[200:400]), 1)
+    far = seen.clone()
+    far[:, 7:10] += 3.0  # 3 m/s faster than anything flown
+    a = flight.action[200:400]
+    with torch.no_grad():
+        assert model.residual.disagreement(far, a).mean() > 3 * model.residual.disagreement(seen, a).mean()
+        assert features(seen, a).shape == (200, 18)
+
+
+def test_residual_training_rejects_bad_data() -> None:
+    from sim2real.policies.residual import ResidualConfig, ResidualEnsemble, fit_residual
+
+    x, y = torch.randn(300, 18), torch.randn(300, 6)
+    with pytest.raises(ValueError, match="need x"):
+        fit_residual(x[:, :10], y)
+    y[5, 2] = math.nan
+    with pytest.raises(ValueError, match="NaN"):
+        fit_residual(x, y)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        fit_residual(x[:100], torch.zeros(100, 6), ResidualConfig(batch=256))
+    with pytest.raises(ValueError, match="members"):
+        ResidualEnsemble(0)

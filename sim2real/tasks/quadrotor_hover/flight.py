@@ -16,7 +16,7 @@ from dataclasses import dataclass, replace
 import torch
 
 from sim2real.policies.world_model import ODOM_DIM, Flight
-from sim2real.sim.quadrotor import PARAM_INDEX
+from sim2real.sim.quadrotor import PARAM_INDEX, VEL
 from sim2real.tasks.quadrotor_hover.env import QuadrotorHoverEnv, hover_eval_config
 
 
@@ -31,6 +31,9 @@ class Shift:
     """Factor on the motor time constants (slower motors > 1)."""
     wind: tuple[float, float, float] = (0.0, 0.0, 0.0)
     """Constant force on the body (world frame) in units of the nominal weight."""
+    drag: float = 0.0
+    """Linear drag ``F = -drag * m_nominal g * v`` (per m/s, in units of the nominal weight): a force the
+    simulator's physics does not model, for the learned residual of the world model."""
 
 
 def fly(
@@ -59,7 +62,8 @@ def fly(
     params[:, PARAM_INDEX["motor_tau_rise"] : PARAM_INDEX["motor_tau_fall"] + 1] *= shift.motor_tau
     env.set_params(params)
     weight = env.model.mass * env.model.gravity
-    env.set_disturbance(torch.tensor([shift.wind]) * weight, torch.zeros(1, 3))
+    wind, no_torque = torch.tensor([shift.wind]) * weight, torch.zeros(1, 3)
+    env.set_disturbance(wind, no_torque)
     gen = torch.Generator().manual_seed(seed + 1)
     steps, every = int(round(seconds / cfg.dt)), max(1, int(round(setpoint_every_s / cfg.dt)))
     odom, actions = [env.state[0, :ODOM_DIM].clone()], []
@@ -69,6 +73,8 @@ def fly(
             obs = env.observe()
         with torch.no_grad():
             a = torch.as_tensor(policy(obs["policy"]), dtype=torch.float32).reshape(1, 4)
+        if shift.drag:  # held over the control step, from the velocity at its start
+            env.set_disturbance(wind - shift.drag * weight * env.state[:, VEL], no_torque)
         obs, *_ = env.step(a)
         actions.append(a[0].clamp(-1.0, 1.0))
         odom.append(env.state[0, :ODOM_DIM].clone())

@@ -199,7 +199,7 @@ def build_parser() -> argparse.ArgumentParser:
         "yaw-torque coefficient, motor time constants and a constant external force and torque) to the "
         "odometry and commands of a recording: the policy node's ~/obs and ~/action topics in an MCAP file of "
         "the recorder (a file still being written is read up to its last closed chunk). The position is the "
-        "observation's position error, so the set-point must be constant within a flight. Prints the fitted "
+        "observation's position error plus the set-point in force (~/setpoint_active). Prints the fitted "
         "parameters relative to the simulator's with their bootstrap spread and the held-out prediction "
         "errors; writes sysid.json.",
     )
@@ -207,6 +207,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--obs-topic", default="/cf1/policy/obs", help="the policy node's observations (default /cf1/policy/obs)")
     s.add_argument("--action-topic", default="/cf1/policy/action",
                    help="the policy node's actions (default /cf1/policy/action)")
+    s.add_argument("--setpoint-topic", default="/cf1/policy/setpoint_active",
+                   help="the policy node's set-point in force; '' = none (the set-point was constant)")
     s.add_argument("--dt", type=float, default=None, help="control period in s (default: from the log times)")
     s.add_argument("--model", default="crazyflie-paper", choices=["crazyflie-paper", "crazyflie-newer"],
                    help="the simulator model the fit starts from and reports against (default crazyflie-paper)")

@@ -17,7 +17,8 @@ def cmd_sysid(args: argparse.Namespace) -> int:
     if args.horizon < 1 or args.bootstrap < 1:
         raise ValueError(f"--horizon and --bootstrap must be >= 1, got {args.horizon}, {args.bootstrap}")
     path = Path(args.recording)
-    flights, read = flights_from_recording(path, args.obs_topic, args.action_topic, args.dt)
+    flights, read = flights_from_recording(path, args.obs_topic, args.action_topic, args.dt,
+                                           setpoint_topic=args.setpoint_topic or None)  # fmt: skip
     cfg = replace(WorldModelConfig(), horizon=args.horizon, bootstrap=args.bootstrap)
     if args.fit:
         cfg = replace(cfg, fit=tuple(args.fit))

@@ -129,6 +129,13 @@ class Point(IdlStruct, typename="geometry_msgs.msg.dds_.Point_"):
 
 @final
 @dataclass
+class PointStamped(IdlStruct, typename="geometry_msgs.msg.dds_.PointStamped_"):
+    header: Header = field(default_factory=Header)
+    point: Point = field(default_factory=Point)
+
+
+@final
+@dataclass
 class Quaternion(IdlStruct, typename="geometry_msgs.msg.dds_.Quaternion_"):
     """``geometry_msgs/Quaternion``: **x, y, z, w** order on the wire (ours is w, x, y, z in the simulator)."""
 
@@ -268,6 +275,7 @@ MESSAGE_TYPES: dict[str, type[IdlStruct]] = {
     "std_msgs/msg/Float32MultiArray": Float32MultiArray,
     "geometry_msgs/msg/Vector3": Vector3,
     "geometry_msgs/msg/Point": Point,
+    "geometry_msgs/msg/PointStamped": PointStamped,
     "geometry_msgs/msg/Quaternion": Quaternion,
     "geometry_msgs/msg/Pose": Pose,
     "geometry_msgs/msg/Twist": Twist,

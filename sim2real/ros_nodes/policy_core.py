@@ -60,6 +60,7 @@ class SafetyConfig:
     action_min: float = -1.0
     action_max: float = 1.0
     max_action_step: float = 2.0  # per tick; 2 = no rate limit for actions in [-1, 1]
+    max_setpoint_offset_m: float = 0.5  # a set-point input farther than this from the configured one is refused
     safe_mode: str = "idle"  # idle | hover
     autoarm: bool = False  # arm as soon as inputs are fresh (simulation, tests)
 
@@ -69,7 +70,7 @@ class SafetyConfig:
         if not (-1.0 <= self.action_min < self.action_max <= 1.0):
             raise ValueError(f"need -1 <= action_min < action_max <= 1, got {self.action_min}, {self.action_max}")
         for name in ("watchdog_timeout_s", "max_position_error_m", "max_speed_mps", "max_body_rate_radps",
-                     "max_action_step"):  # fmt: skip
+                     "max_action_step", "max_setpoint_offset_m"):  # fmt: skip
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -156,6 +157,9 @@ class Counters:
     reloads: int = 0
     reload_failures: int = 0
     last_reload_error: str = ""
+    setpoints: int = 0
+    rejected_setpoints: int = 0
+    last_setpoint_error: str = ""
     reasons: dict[str, int] = field(default_factory=dict)
 
 
@@ -176,6 +180,8 @@ class PolicyController:
         self.setpoint = np.asarray(setpoint, np.float64)
         if self.setpoint.shape != (3,) or not np.isfinite(self.setpoint).all():
             raise ValueError(f"setpoint must be 3 finite numbers, got {setpoint}")
+        self.home = self.setpoint.copy()
+        """The configured set-point: the centre of the box that set-point inputs must stay in."""
         self.policy, self.adapter = policy, QuadrotorHoverAdapter(policy.metadata)
         self.robot = expected_robot if expected_robot is not None else policy.metadata.robot
         self.counters = Counters()
@@ -224,6 +230,23 @@ class PolicyController:
             self.reject_input(problem)
             return False
         self._odom, self._fault = odom, ""
+        return True
+
+    def on_setpoint(self, point: tuple[float, float, float] | np.ndarray) -> bool:
+        """Move the set-point (True), or refuse one that is not finite or leaves the box around :attr:`home`."""
+        p = np.asarray(point, np.float64)
+        problem = ""
+        if p.shape != (3,) or not np.isfinite(p).all():
+            problem = f"set-point {p.tolist()} is not 3 finite numbers"
+        elif np.linalg.norm(p - self.home) > self.cfg.max_setpoint_offset_m:
+            problem = (f"set-point {np.round(p, 3).tolist()} is {np.linalg.norm(p - self.home):.2f} m from the "
+                       f"configured one (max_setpoint_offset_m {self.cfg.max_setpoint_offset_m})")  # fmt: skip
+        if problem:
+            self.counters.rejected_setpoints += 1
+            self.counters.last_setpoint_error = problem
+            return False
+        self.setpoint = p
+        self.counters.setpoints += 1
         return True
 
     def on_arm(self, armed: bool) -> None:
@@ -354,5 +377,7 @@ class PolicyController:
             "clamped": str(c.clamped), "rate_limited": str(c.rate_limited), "reloads": str(c.reloads),
             "reload_failures": str(c.reload_failures), "last_reload_error": c.last_reload_error,
             "fault": self._fault, "safe_mode": self.cfg.safe_mode,
+            "setpoint": str(np.round(self.setpoint, 4).tolist()), "rejected_setpoints": str(c.rejected_setpoints),
+            "last_setpoint_error": c.last_setpoint_error,
         }  # fmt: skip
 

@@ -7,6 +7,8 @@ Topics (relative to the node's namespace; remap them in the launch file):
 ``arm``            std_msgs/Bool in           true arms (staged start), false disarms
 ``estop``          std_msgs/Bool in           true latches the safe output; ``~/clear_estop`` (true) releases it
 ``~/reload``       std_msgs/String in         path of a new policy.onnx, loaded and checked in the background
+``~/setpoint``     PointStamped in            a new hover position, at most ``max_setpoint_offset_m`` from ``setpoint``
+``~/setpoint_active`` PointStamped out (latched)  the set-point in force (the position error's origin, for logs)
 ``cmd_rpm``        Float32MultiArray out      4 motor set-points in RPM, every control tick (safe output too)
 ``~/obs``          Float32MultiArray out      the observation fed to the policy (ticks that ran it)
 ``~/action``       Float32MultiArray out      the normalised action commanded (every tick)
@@ -31,7 +33,7 @@ from sim2real.core.policy_file import OnnxPolicy
 from sim2real.ros_nodes import messages as m
 from sim2real.ros_nodes.node_main import declare_config, run_node
 from sim2real.ros_nodes.policy_core import OdometrySample, PolicyController, SafetyConfig, State, TickResult
-from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, Node, SetResult
+from sim2real.ros_nodes.transport import DEFAULT, LATCHED, SENSOR_DATA, Node, SetResult
 
 _LEVEL = {State.RUNNING: m.DiagnosticStatus.OK, State.DISARMED: m.DiagnosticStatus.OK,
           State.STALE: m.DiagnosticStatus.WARN, State.FAULT: m.DiagnosticStatus.ERROR,
@@ -47,6 +49,7 @@ _DESCRIPTIONS = {
     "max_action_step": "largest change of a normalised motor command per tick (2 = no limit)",
     "safe_mode": "safe output: idle (0 RPM) or hover (open-loop hover RPM from the policy metadata)",
     "autoarm": "arm as soon as odometry is fresh (simulation); a robot should arm on the arm topic",
+    "max_setpoint_offset_m": "a set-point on ~/setpoint farther than this from `setpoint` (m) is refused",
 }
 
 
@@ -89,6 +92,8 @@ class PolicyNode:
         self.obs_pub = node.create_publisher(m.Float32MultiArray, "~/obs", DEFAULT)
         self.act_pub = node.create_publisher(m.Float32MultiArray, "~/action", DEFAULT)
         self.diag = node.create_publisher(m.DiagnosticArray, "/diagnostics", DEFAULT)
+        self.setpoint_pub = node.create_publisher(m.PointStamped, "~/setpoint_active", LATCHED)
+        node.create_subscription(m.PointStamped, "~/setpoint", self._on_setpoint, DEFAULT)
         node.create_subscription(m.Odometry, "odom", self._on_odom, SENSOR_DATA)
         node.create_subscription(m.Bool, "arm", lambda msg: self.ctl.on_arm(msg.data), DEFAULT)
         node.create_subscription(m.Bool, "estop", self._on_estop, DEFAULT)
@@ -98,6 +103,7 @@ class PolicyNode:
         node.create_timer(1.0 / rate, self._on_timer)
         node.create_timer(1.0 / diag_hz, self._publish_diagnostics)
         self._last_state: State | None = None
+        self._publish_setpoint()
 
     # ------------------------------------------------------------------------------------------ callbacks
     def _on_odom(self, msg: m.Odometry) -> None:
@@ -116,6 +122,20 @@ class PolicyNode:
             self._publish(self.ctl.tick(self.node.monotonic_s()))
         elif self.ctl.is_stale(self.node.monotonic_s()):  # odometry-triggered: the watchdog still runs
             self._publish(self.ctl.tick(self.node.monotonic_s()))
+
+    def _on_setpoint(self, msg: m.PointStamped) -> None:
+        p = msg.point
+        if self.frame and msg.header.frame_id != self.frame:
+            self.ctl.counters.rejected_setpoints += 1
+            self.ctl.counters.last_setpoint_error = f"set-point in frame {msg.header.frame_id!r}, expected {self.frame!r}"
+        elif self.ctl.on_setpoint((p.x, p.y, p.z)):
+            self._publish_setpoint()
+            return
+        self.node.logger.warning("set-point refused: %s", self.ctl.counters.last_setpoint_error)
+
+    def _publish_setpoint(self) -> None:
+        x, y, z = (float(v) for v in self.ctl.setpoint)
+        self.setpoint_pub.publish(m.PointStamped(m.Header(self.node.now(), self.frame), m.Point(x, y, z)))
 
     def _on_estop(self, msg: m.Bool) -> None:
         if msg.data:

@@ -28,6 +28,7 @@ KNOWN_TOPICS = {
     "cmd_rpm": ("std_msgs/msg/Float32MultiArray", "default"),
     "policy/obs": ("std_msgs/msg/Float32MultiArray", "default"),
     "policy/action": ("std_msgs/msg/Float32MultiArray", "default"),
+    "policy/setpoint_active": ("geometry_msgs/msg/PointStamped", "latched"),
     "arm": ("std_msgs/msg/Bool", "default"),
     "estop": ("std_msgs/msg/Bool", "default"),
     "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", "default"),

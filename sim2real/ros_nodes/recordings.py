@@ -3,7 +3,8 @@
 The policy node publishes, every tick that ran the policy, the observation it fed the policy (``~/obs``) and the
 action it commanded (``~/action``); :func:`~sim2real.ros_nodes.mcap_log.read_transitions` pairs them. The
 observation holds the sensed state in the quadrotor layout (:mod:`sim2real.sim.quadrotor_obs`), from which the
-odometry is read back. The chain of ticks is cut where a tick is missing (a gap in the log times longer than
+odometry is read back; its position error plus the set-point in force (``~/setpoint_active``, latched, recorded
+whenever it changes) is the position. The chain of ticks is cut where a tick is missing (a gap in the log times longer than
 ``max_gap`` control periods, or a tick without an action), so every :class:`~sim2real.policies.world_model.Flight`
 is contiguous. Closed chunks of a recording still being written are read too (the reader tolerates a torn end).
 
@@ -19,11 +20,12 @@ import numpy as np
 import torch
 
 from sim2real.policies.world_model import Flight
-from sim2real.ros_nodes.mcap_log import ReadReport, read_transitions
-from sim2real.sim.quadrotor_obs import odometry_from_policy_obs
+from sim2real.ros_nodes.mcap_log import ReadReport, read_messages, read_transitions
+from sim2real.sim.quadrotor_obs import odometry_from_policy_obs, sensor_group
 
 DEFAULT_OBS_TOPIC = "/cf1/policy/obs"
 DEFAULT_ACTION_TOPIC = "/cf1/policy/action"
+DEFAULT_SETPOINT_TOPIC = "/cf1/policy/setpoint_active"
 
 
 @dataclass
@@ -35,13 +37,15 @@ class RecordingReport:
     flights: int = 0
     gaps: int = 0
     """Transitions dropped because ticks were missed inside them."""
+    setpoints: int = 0
+    """Set-point messages found (0: the position error is taken as the position, a constant set-point)."""
     complete: bool = True
     topics: dict[str, int] = field(default_factory=dict)
 
 
 def flights_from_recording(
     path: str | Path, obs_topic: str = DEFAULT_OBS_TOPIC, action_topic: str = DEFAULT_ACTION_TOPIC,
-    dt: float | None = None, max_gap: float = 1.5,
+    dt: float | None = None, max_gap: float = 1.5, setpoint_topic: str | None = DEFAULT_SETPOINT_TOPIC,
 ) -> tuple[list[Flight], RecordingReport]:  # fmt: skip
     """The contiguous flights in an MCAP recording of the policy node.
 
@@ -51,6 +55,8 @@ def flights_from_recording(
         action_topic: the policy node's ``~/action`` as recorded.
         dt: the control period [s]; default: the median spacing of the logged observations.
         max_gap: a spacing above ``max_gap * dt`` (a missed tick, a pause) ends a flight.
+        setpoint_topic: the policy node's ``~/setpoint_active``; None (or absent from the file): positions are the
+            position errors.
 
     Raises:
         FileNotFoundError: missing file. ValueError: not an MCAP file, no transition on the topics, or an
@@ -71,6 +77,19 @@ def flights_from_recording(
     follows = (obs[1:] == nxt[:-1]).all(1).numpy()  # (n - 1,)
     valid = np.ones(len(obs), bool)
     valid[:-1] = ~follows | (steps <= max_gap * period)
+    sp_t, sp = [], []
+    for msg in read_messages(path, {setpoint_topic}) if setpoint_topic else ():
+        sp_t.append(msg.log_time_ns)
+        sp.append((msg.msg.point.x, msg.msg.point.y, msg.msg.point.z))
+    if sp:  # the set-point in force at each observation (the latest one logged at or before it)
+
+        def origin(times: np.ndarray) -> torch.Tensor:
+            k = np.searchsorted(np.asarray(sp_t), times, side="right") - 1
+            return torch.tensor(np.asarray(sp)[np.maximum(k, 0)], dtype=obs.dtype)
+
+        obs, nxt, pos = obs.clone(), nxt.clone(), sensor_group().slice("position_error")
+        obs[:, pos] += origin(t_ns)
+        nxt[:, pos] += origin(t_ns + int(period * 1e9))
     flights, start = [], None
     for i in range(len(obs) + 1):
         cont = i < len(obs) and valid[i] and start is not None and follows[i - 1] and valid[i - 1]
@@ -81,5 +100,5 @@ def flights_from_recording(
         if i < len(obs) and valid[i] and start is None:
             start = i
     report = RecordingReport(transitions=len(obs), dt=period, flights=len(flights), gaps=int((~valid).sum()),
-                             complete=read.complete, topics=dict(read.topics))  # fmt: skip
+                             setpoints=len(sp), complete=read.complete, topics=dict(read.topics))  # fmt: skip
     return flights, report

@@ -23,7 +23,7 @@ from helpers import REPO
 from sim2real.ros_nodes import messages as m  # noqa: E402
 from sim2real.ros_nodes.mcap_log import ReadReport, read_messages  # noqa: E402
 from sim2real.ros_nodes.policy_node import PolicyNode  # noqa: E402
-from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, create_node  # noqa: E402
+from sim2real.ros_nodes.transport import DEFAULT, LATCHED, SENSOR_DATA, create_node  # noqa: E402
 
 TRAINED = REPO / "tests" / "data" / "quadrotor_hover.onnx"
 CONFIG = REPO / "config" / "quadrotor.yaml"
@@ -228,3 +228,18 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_mcap(tmp_path: Path) -> 
     got = [int(x.msg.data[0]) for x in read_messages(path, report=report) if x.topic == "/cf1/cmd_rpm"]
     assert not report.complete  # the footer is missing ...
     assert got == list(range(len(got))) and len(got) >= sent - 20  # ... but all but the last ~0.1 s is there
+
+
+def test_setpoint_topic_moves_the_hover_point_and_refuses_leaving_the_box(graph: Graph) -> None:
+    active: list[tuple[float, float, float]] = []
+    graph.test.create_subscription(m.PointStamped, "policy/setpoint_active", lambda msg: active.append(
+        (msg.point.x, msg.point.y, msg.point.z)), LATCHED)  # fmt: skip
+    pub = graph.test.create_publisher(m.PointStamped, "policy/setpoint", DEFAULT)
+    graph.run(0.5, graph.hover_odom())
+    assert active and active[-1] == (0.0, 0.0, 0.0)  # latched: the configured set-point at start
+    for point, frame in (((0.2, 0.0, 0.1), "world"), ((2.0, 0.0, 0.0), "world"), ((0.1, 0.1, 0.1), "map")):
+        pub.publish(m.PointStamped(m.Header(frame_id=frame), m.Point(*point)))
+        graph.run(0.3, graph.hover_odom())
+    ctl = graph.policy.ctl
+    assert active[-1] == pytest.approx((0.2, 0.0, 0.1)) and ctl.setpoint.tolist() == pytest.approx([0.2, 0.0, 0.1])
+    assert ctl.counters.rejected_setpoints == 2 and "frame 'map'" in ctl.counters.last_setpoint_error

@@ -198,3 +198,17 @@ def test_reload_swaps_between_ticks_and_refuses_bad_files(policy: OnnxPolicy, tm
         assert ctl.tick(t).state is State.RUNNING and ctl.policy.metadata.run_id == "retrained"
         assert ctl.counters.reload_failures == before + 1 and why in ctl.counters.last_reload_error
         t += DT
+
+
+def test_setpoint_input_moves_the_origin_of_the_position_error_within_its_box(policy: OnnxPolicy) -> None:
+    ctl, env = _running(policy, max_setpoint_offset_m=0.3)
+    odom = _odom(env, DT)
+    before = ctl.adapter.observation(odom, ctl.setpoint, ctl.history)
+    assert ctl.on_setpoint((0.1, -0.2, 0.0)) and ctl.counters.setpoints == 1
+    after = ctl.adapter.observation(odom, ctl.setpoint, ctl.history)
+    np.testing.assert_allclose(after[:3], before[:3] - np.array([0.1, -0.2, 0.0], np.float32), atol=1e-6)
+    for bad, why in (((0.4, 0.0, 0.0), "max_setpoint_offset_m"), ((np.nan, 0.0, 0.0), "finite"), ((1.0, 2.0), "finite")):
+        assert not ctl.on_setpoint(bad) and why in ctl.counters.last_setpoint_error
+    assert ctl.counters.rejected_setpoints == 3 and ctl.setpoint.tolist() == [0.1, -0.2, 0.0]
+    assert ctl.on_setpoint((0.0, 0.0, 0.25))  # the box is around the configured set-point, not the last one
+    assert ctl.diagnostics()["setpoint"] == "[0.0, 0.0, 0.25]" and ctl.diagnostics()["rejected_setpoints"] == "3"

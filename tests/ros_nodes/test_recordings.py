@@ -22,21 +22,31 @@ from sim2real.sim.quadrotor import quat_to_rotmat  # noqa: E402
 from sim2real.sim.quadrotor_obs import build_policy_obs  # noqa: E402
 from sim2real.tasks.quadrotor_hover.flight import Shift, fly  # noqa: E402
 
-OBS, ACT = "/cf1/policy/obs", "/cf1/policy/action"
+OBS, ACT, SETPOINT = "/cf1/policy/obs", "/cf1/policy/action", "/cf1/policy/setpoint_active"
 
 
-def record(flight: Flight, path: Path, skip: tuple[int, ...] = ()) -> None:
-    """The flight as the policy node logs it: each tick its observation, then its action (10 ms apart)."""
+def record(flight: Flight, path: Path, skip: tuple[int, ...] = (), setpoints: dict[int, tuple] | None = None) -> None:
+    """The flight as the policy node logs it: each tick its observation, then its action (10 ms apart).
+
+    ``setpoints`` {tick: point}: set-points taking effect at those ticks (logged on ``~/setpoint_active`` before
+    the tick's observation, at its time, as the origin of its position error).
+    """
     o = flight.odom
+    setpoints = setpoints or {}
+    origin = torch.zeros(o.shape[0], 3)
+    for tick, point in sorted(setpoints.items()):
+        origin[tick:] = torch.tensor(point)
     history = torch.full((o.shape[0], 32, 4), -1.0)
     for t in range(1, o.shape[0]):
         history[t] = torch.cat((history[t - 1, 1:], flight.action[t - 1][None]))
-    obs = build_policy_obs(o[:, 0:3], quat_to_rotmat(o[:, 3:7]), o[:, 7:10], o[:, 10:13], history)
+    obs = build_policy_obs(o[:, 0:3] - origin, quat_to_rotmat(o[:, 3:7]), o[:, 7:10], o[:, 10:13], history)
     with McapLogWriter(path) as log:
         for t in range(flight.steps + 1):
             if t in skip:
                 continue
             ns = 10_000_000 * t
+            if t in setpoints:
+                log.write(SETPOINT, m.PointStamped(m.Header(frame_id="world"), m.Point(*setpoints[t])), log_time_ns=ns)
             log.write(OBS, m.Float32MultiArray.vector(obs[t].tolist(), "obs"), log_time_ns=ns)
             if t < flight.steps:
                 log.write(ACT, m.Float32MultiArray.vector(flight.action[t].tolist(), "action"), log_time_ns=ns + 1)
@@ -55,6 +65,15 @@ def test_flights_are_read_back_and_cut_at_missed_ticks(flight: Flight, tmp_path:
     assert [f.steps for f in flights] == [1199, flight.steps - 1201]  # the transition 1199 -> 1201 is dropped
     assert torch.allclose(flights[0].odom, flight.odom[:1200], atol=2e-6)  # the quaternion back from R
     assert torch.equal(flights[1].action, flight.action[1201:])
+
+
+def test_positions_are_the_errors_plus_the_setpoint_in_force(flight: Flight, tmp_path: Path) -> None:
+    path = tmp_path / "moving.mcap"
+    record(flight, path, setpoints={0: (0.0, 0.0, 0.0), 500: (0.1, -0.1, 0.05), 1500: (-0.2, 0.0, 0.0)})
+    (moving,), report = flights_from_recording(path, OBS, ACT, setpoint_topic=SETPOINT)
+    assert report.setpoints == 3 and torch.allclose(moving.odom, flight.odom, atol=2e-6)
+    (errors,), _ = flights_from_recording(path, OBS, ACT, setpoint_topic=None)  # without it: the position errors
+    assert torch.allclose(errors.odom[600, :3], flight.odom[600, :3] - torch.tensor([0.1, -0.1, 0.05]), atol=1e-6)
 
 
 def test_sysid_command_on_a_recording(flight: Flight, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
 
 import torch
 
@@ -35,6 +36,42 @@ class Shift:
     """Linear drag ``F = -drag * m_nominal g * v`` (per m/s, in units of the nominal weight): a force the
     simulator's physics does not model, for the learned residual of the world model."""
 
+    def __post_init__(self) -> None:
+        for name in ("mass", "thrust", "motor_tau"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"shift: {name} must be a positive factor, got {getattr(self, name)}")
+        if len(self.wind) != 3 or not all(math.isfinite(w) for w in self.wind) or not self.drag >= 0:
+            raise ValueError(f"shift: wind must be 3 finite numbers and drag >= 0, got {self.wind}, {self.drag}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Shift:
+        """A shift from a YAML mapping of its fields (``config/shifts/*.yaml``); unknown keys are an error."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"shift file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of {', '.join(f.name for f in fields(cls))}")
+        if "wind" in data:
+            data["wind"] = tuple(data["wind"])
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def apply(self, env: QuadrotorHoverEnv) -> None:
+        """Scale the env's parameters of every env by the factors (its disturbance is left to the caller)."""
+        params = env.get_params()
+        params[:, PARAM_INDEX["mass"]] *= self.mass
+        params[:, PARAM_INDEX["thrust_c0"] : PARAM_INDEX["thrust_c2"] + 1] *= self.thrust
+        params[:, PARAM_INDEX["motor_tau_rise"] : PARAM_INDEX["motor_tau_fall"] + 1] *= self.motor_tau
+        env.set_params(params)
+
 
 def fly(
     policy: Callable[[torch.Tensor], torch.Tensor],
@@ -56,11 +93,7 @@ def fly(
                   compile=False)  # fmt: skip
     env = QuadrotorHoverEnv(cfg)
     obs = env.reset(seed)
-    params = env.get_params()
-    params[:, PARAM_INDEX["mass"]] *= shift.mass
-    params[:, PARAM_INDEX["thrust_c0"] : PARAM_INDEX["thrust_c2"] + 1] *= shift.thrust
-    params[:, PARAM_INDEX["motor_tau_rise"] : PARAM_INDEX["motor_tau_fall"] + 1] *= shift.motor_tau
-    env.set_params(params)
+    shift.apply(env)
     weight = env.model.mass * env.model.gravity
     wind, no_torque = torch.tensor([shift.wind]) * weight, torch.zeros(1, 3)
     env.set_disturbance(wind, no_torque)

@@ -265,16 +265,21 @@ def model_slice(model: QuadrotorWorldModel) -> QuadrotorWorldModel:
 
 def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | None = None,
         init: QuadrotorWorldModel | None = None) -> tuple[QuadrotorWorldModel, FitReport]:  # fmt: skip
-    """Fit the world model to logged flights (see the module docstring); ``init`` warm-starts it.
+    """Fit the world model to logged flights (see the module docstring).
+
+    ``init`` warm-starts the physics from an earlier fit (its residual, if any, is trained anew).
 
     Raises:
-        ValueError: an unknown quantity in ``cfg.fit``, or too little clean data for one window.
+        ValueError: an unknown quantity in ``cfg.fit``, flights of different control periods, or too little clean
+            data for one window.
     """
     cfg = cfg or WorldModelConfig()
     unknown = set(cfg.fit) - set(FITTABLE)
     if unknown:
         raise ValueError(f"cannot fit {sorted(unknown)}; fittable: {', '.join(FITTABLE)}")
     dt = flights[0].dt if flights else 0.0
+    if any(f.dt != dt for f in flights):
+        raise ValueError(f"flights have different control periods: {sorted({f.dt for f in flights})}")
     burn_in = int(round(cfg.burn_in_s / dt)) if dt else 0
     clean, counts = clean_flights(flights, burn_in + cfg.horizon)
     train, held = _split(clean, cfg.holdout_fraction, burn_in + max(cfg.horizon, 50))
@@ -283,6 +288,7 @@ def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | 
         raise ValueError(f"no {cfg.horizon}-step window in the data after cleaning ({counts})")
     gen = torch.Generator().manual_seed(cfg.seed)
     model = init if init is not None else QuadrotorWorldModel(nominal, cfg.bootstrap)
+    model.residual = None  # the physics is fitted alone
     # every flight laid end to end: a window (flight i, step t) starts at odometry row o_i + t, action row a_i + t
     odom_all, act_all = torch.cat([f.odom for f in train]), torch.cat([f.action for f in train])
     o_off = torch.tensor([0, *torch.cumsum(torch.tensor([f.steps + 1 for f in train]), 0).tolist()[:-1]])

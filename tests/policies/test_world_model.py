@@ -104,3 +104,15 @@ def test_residual_training_rejects_bad_data() -> None:
         fit_residual(x[:100], torch.zeros(100, 6), ResidualConfig(batch=256))
     with pytest.raises(ValueError, match="members"):
         ResidualEnsemble(0)
+
+
+def test_warm_start_and_mixed_control_periods(policy: OnnxPolicy) -> None:
+    flight = fly(policy, 8.0, Shift(mass=1.25, thrust=0.9), seed=7)
+    first, _ = fit([flight], NOMINAL, WorldModelConfig(bootstrap=1, iterations=1, windows=128, holdout_fraction=0.0))
+    again, report = fit([flight], NOMINAL, WorldModelConfig(bootstrap=1, iterations=3, windows=128,
+                                                            holdout_fraction=0.0), init=first)  # fmt: skip
+    assert again is first and report.parameters["mass"]["mean"] == pytest.approx(1.25, rel=0.05)
+    assert report.prediction_error == {}  # nothing held out
+    slow = Flight(flight.odom, flight.action, 0.02)
+    with pytest.raises(ValueError, match="different control periods"):
+        fit([flight, slow], NOMINAL)

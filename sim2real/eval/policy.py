@@ -23,11 +23,12 @@ def evaluate_policy_file(path: Path, episodes: int = 200, seed: int = 0, out_dir
                          starts: tuple[str, ...] = ()) -> tuple[TaskSpec, dict[str, Any]]:  # fmt: skip
     """Evaluate ``policy.onnx``; writes ``eval.json`` (and the task's plots) into ``out_dir`` (default: beside it).
 
+    Raises:
+        ValueError: ``episodes < 1`` (each evaluation checks its own arguments), or a policy file that does not fit.
+
     Returns:
         The task and the figures; ``figures["meta"]`` names the policy, episodes, seed, time and files written.
     """
-    if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
     policy = OnnxPolicy(path)
     spec, env_cfg = policy_env_config(policy.metadata, str(path))
     out = out_dir or path.parent

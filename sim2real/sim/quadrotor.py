@@ -46,8 +46,6 @@ VEL = slice(7, 10)
 OMEGA = slice(10, 13)
 RPM = slice(13, 17)  # normalised motor speed r = RPM / max_rpm
 TWIST = slice(VEL.start, OMEGA.stop)  # velocity and angular velocity, adjacent
-#: The same slices by name.
-STATE_SLICES: dict[str, slice] = {"pos": POS, "quat": QUAT, "vel": VEL, "omega": OMEGA, "rpm": RPM}
 STATE_DIM = RPM.stop
 
 #: Columns of the packed per-env parameter tensor ``(N, 10)``.

@@ -177,3 +177,8 @@ def test_hil_in_qemu_from_the_command_line(tmp_path: Path, capsys: pytest.Captur
     printed = capsys.readouterr().out
     assert "frames: 30 full, 0 compact, 0 resyncs; 591 bytes sent per tick" in printed
     assert json.loads((tmp_path / "hil.json").read_text())["config"]["compact"] is False
+
+
+def test_eval_with_no_episodes_is_a_clear_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", str(TRAINED), "--episodes", "0", "--out", str(tmp_path)]) == 2
+    assert "--episodes must be >= 1" in capsys.readouterr().err and not (tmp_path / "eval.json").exists()

@@ -276,7 +276,7 @@ class QuadrotorHoverEnv(VecEnv):
 
     # ------------------------------------------------------------------------------------------ state access
     def get_state(self) -> torch.Tensor:
-        """Packed state ``(N, 17)`` (copy); see :data:`~sim2real.sim.quadrotor.STATE_SLICES`."""
+        """Packed state ``(N, 17)`` (copy), sliced by :mod:`~sim2real.sim.quadrotor`'s ``POS``, ``QUAT``, ``VEL``, ... ."""
         return self.state.clone()
 
     def set_state(self, state: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:

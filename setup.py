@@ -43,6 +43,7 @@ def _data_files() -> list[tuple[str, list[str]]]:
         (f"share/{PACKAGE}", ["package.xml"]),
         (f"share/{PACKAGE}/launch", _files("launch/*.xml", "launch/*.yaml", "launch/*.yml", "launch/*.py")),
         (f"share/{PACKAGE}/config", _files("config/*.yaml", "config/*.yml")),
+        (f"share/{PACKAGE}/config/shifts", _files("config/shifts/*.yaml")),
     ]
     return [(dest, files) for dest, files in entries if files]
 
@@ -128,6 +129,7 @@ setup(
         f"policy_node={PACKAGE}.ros_nodes.policy_node:main",
         f"sim_robot_node={PACKAGE}.ros_nodes.sim_robot_node:main",
         f"recorder_node={PACKAGE}.ros_nodes.recorder_node:main",
+        f"finetune_node={PACKAGE}.ros_nodes.finetune_node:main",
     ]},
     classifiers=[
         "Programming Language :: Python :: 3",

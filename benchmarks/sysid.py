@@ -27,19 +27,17 @@ from sim2real.core.files import write_text_atomic
 from sim2real.core.policy_file import OnnxPolicy
 from sim2real.policies.world_model import WorldModelConfig, fit
 from sim2real.sim.quadrotor import MODELS
+from sim2real.tasks.quadrotor_hover.env import HoverConfig, Shift
 from sim2real.tasks.quadrotor_hover.evaluation import hover_metrics, rollout_hover
-from sim2real.tasks.quadrotor_hover.flight import Shift, fly
+from sim2real.tasks.quadrotor_hover.flight import fly
 
 REPO = Path(__file__).resolve().parents[1]
 SHIFTS = ("heavy_weak", "slow_motors", "wind", "all")
 
 
 def evaluate(policy: OnnxPolicy, shift: Shift, episodes: int, seed: int) -> dict[str, float]:
-    def prepare(env) -> None:  # the shifted physics, and the wind on top of each episode's random disturbance
-        shift.apply(env)
-        env.f_dist += torch.tensor(shift.wind) * env.model.mass * env.model.gravity
-
-    m = hover_metrics(rollout_hover(policy, "nominal", episodes, seed, prepare=prepare))
+    # the shifted physics, and the wind on top of each episode's random disturbance
+    m = hover_metrics(rollout_hover(policy, "nominal", episodes, seed, HoverConfig(shift=shift)))
     return {"left_box": m["left_box_fraction"], "error_m": m["pos_error_last2s_m"]}
 
 

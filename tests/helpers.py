@@ -119,7 +119,9 @@ def info_payload(obs_dim: int = 146, act_dim: int = 4, version: int = 2, history
 REPO = Path(__file__).resolve().parents[1]
 """Root of the repository."""
 TRAINED_POLICY = REPO / "tests" / "data" / "quadrotor_hover.onnx"
-"""A trained quadrotor-hover policy (seed 1 of the benchmark), exported by an earlier version of sim2real."""
+"""A trained quadrotor-hover policy (``sim2real train quadrotor-hover --seed 0``, its best validated checkpoint)."""
+PRETRAINED = REPO / "tests" / "data" / "quadrotor_hover.pt"
+"""The checkpoint TRAINED_POLICY was exported from (its critics are where finetuning starts)."""
 
 
 def tiny_cfg(log_dir: Path, **overrides: Any) -> Any:

@@ -23,6 +23,8 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
         from sim2real.cli import evaluate as module
     elif command == "sysid":
         from sim2real.cli import sysid as module
+    elif command == "finetune":
+        from sim2real.cli import finetune as module
     else:
         from sim2real.cli import deploy as module
     return getattr(module, f"cmd_{command}")

@@ -18,6 +18,7 @@ EXAMPLES = """examples:
   sim2real launch launch/quadrotor_sim.launch.xml policy:=runs/quadrotor-hover/20261121-101500_sac_s0/exported/policy.onnx
   sim2real launch quadrotor_sim.launch.xml policy:=policy.onnx namespace:=cf2 --print
   sim2real sysid runs/flight_20261202-101500.mcap --json
+  sim2real finetune runs/quadrotor-hover/20261121-101500_sac_s0 --real quadrotor-hover --real-params config/shifts/all.yaml
   sim2real demo
 """
 
@@ -219,6 +220,38 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--bootstrap", type=int, default=4, help="models fitted on resampled data (default 4)")
     s.add_argument("--out", default=None, help="directory for sysid.json (default: beside the recording)")
     s.add_argument("--json", action="store_true", help="print the result as JSON")
+
+    f = sub.add_parser(
+        "finetune",
+        help="finetune a pretrained policy on a (simulated) real robot, exploring only in a world model",
+        description="The robot flies the deployed policy deterministically through a set-point schedule; a "
+        "physics-informed world model is fitted to everything it flew; SAC (critics and actor from the pretrained "
+        "checkpoint, the actor held near the deployed policy) trains in imagined rollouts branched from real "
+        "states; a candidate that is predicted better and as safe is exported (parity-checked) and deployed; a "
+        "deployed policy that flies worse than its predecessor is rolled back. Until --max-real-s seconds of "
+        "real flight are used. The real robot here is the task's simulator with physics outside the training "
+        "randomisation (--real-params). Writes finetune_report.json, finetune.png, TensorBoard events and every "
+        "accepted policy (policies/iterNN.onnx) to --out.",
+    )
+    f.add_argument("run", help="the pretrained run directory (its best.pt, else checkpoint.pt) or a checkpoint file")
+    f.add_argument("--real", required=True, metavar="TASK",
+                   help="the real system: a task whose simulator stands in for the robot (quadrotor-hover)")
+    f.add_argument("--real-params", default=None, metavar="FILE.yaml",
+                   help="how the real system's physics differ from the simulator's (config/shifts/*.yaml: mass, "
+                   "thrust, motor_tau, wind, drag); default: none")
+    f.add_argument("--policy", default=None, metavar="ONNX",
+                   help="the deployed policy (checked to be the checkpoint's actor); default: exported from RUN")
+    f.add_argument("--max-real-s", type=float, default=60.0, help="seconds of real flight used in total (default 60)")
+    f.add_argument("--seed", type=int, default=0, help="seed of the schedule, imagination and real system (default 0)")
+    f.add_argument("--safety", default=None, metavar="FILE.yaml",
+                   help="safety limits (position_box_m, setpoint_box_m, max_tilt_deg, max_speed_mps, "
+                   "max_body_rate_radps, action_min, action_max); default: the built-in ones")
+    f.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a finetuning setting, repeatable: e.g. seconds_per_iteration=5, horizon=10,40, "
+                   "world_model.horizon=5 (see --print-config)")
+    f.add_argument("--out", default=None, help="report directory (default runs/finetune/<time>_s<seed>)")
+    f.add_argument("--print-config", action="store_true", help="print the resolved finetuning settings and exit")
+    f.add_argument("--quiet", action="store_true", help="no line per iteration")
 
     d = sub.add_parser(
         "demo",

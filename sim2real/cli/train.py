@@ -34,7 +34,7 @@ def cmd_list(_: argparse.Namespace) -> int:
 
 def train_config(args: argparse.Namespace) -> TrainConfig:
     """The task's tuned defaults with the command line's flags and ``--set KEY=VALUE`` overrides applied."""
-    from sim2real.core.config import apply_overrides
+    from sim2real.core.config import apply_overrides, parse_overrides
     from sim2real.sim.registry import get_task
 
     cfg = get_task(args.task).train_defaults()
@@ -43,15 +43,10 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         "name": args.name, "log_dir": args.log_dir,
     }  # fmt: skip
     cfg = replace(cfg, **{k: v for k, v in flags.items() if v is not None})
-    overrides = {}
-    for item in args.overrides:
-        key, sep, value = item.partition("=")
-        key = key.strip()
-        if not sep or not key:
-            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+    overrides = parse_overrides(args.overrides)
+    for key in overrides:
         if key in _DERIVED:
             raise ValueError(f"--set {key}: the env's setting follows the run's; set {_DERIVED[key]} instead")
-        overrides[key] = value.strip()
     return apply_overrides(cfg, overrides)
 
 

@@ -15,6 +15,18 @@ from typing import Any, TypeVar
 T = TypeVar("T")
 
 
+def parse_overrides(items: list[str]) -> dict[str, str]:
+    """``KEY=VALUE`` items (``--set``, a node's ``settings``) as a dict of dotted keys for :func:`apply_overrides`."""
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ValueError(f"--set expects KEY=VALUE, got {item!r}")
+        out[key] = value.strip()
+    return out
+
+
 def apply_overrides(obj: T, overrides: dict[str, Any]) -> T:
     """Return a copy of dataclass ``obj`` with dotted-key overrides applied (values coerced to field types).
 

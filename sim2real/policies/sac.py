@@ -116,6 +116,16 @@ class SAC:
             raise ValueError("compile_mode 'reduce-overhead' (CUDA graphs) needs a CUDA device")
         self._loss_fn = torch.compile(self._losses, dynamic=False, mode=cfg.compile_mode) if cfg.compile else self._losses
         self.num_updates = 0
+        self.anchor: SquashedGaussianActor | None = None
+        """A frozen reference actor the actor loss keeps the policy's mean action near (finetuning)."""
+        self.anchor_weight = 0.0
+
+    def set_anchor(self, actor: SquashedGaussianActor | None, weight: float = 0.0) -> None:
+        """Add ``weight * E |mu(s) - mu_ref(s)|^2`` to the actor loss (``None``: no anchor); ``actor`` is copied."""
+        if weight < 0:
+            raise ValueError(f"anchor weight must be >= 0, got {weight}")
+        self.anchor = None if actor is None else copy.deepcopy(actor).requires_grad_(False)
+        self.anchor_weight = float(weight)
 
     # ----------------------------------------------------------------------------------------------- acting
     @torch.no_grad()
@@ -174,6 +184,10 @@ class SAC:
         frozen = [p.detach() for p in self._online]
         q_pi = self._q_values(self.critic(obs_c, pi_a, frozen)).min(0).values
         actor_loss = (alpha * logp - q_pi).mean()
+        if self.anchor is not None:  # stay near a reference policy: + w E |mu(s) - mu_ref(s)|^2 (tanh-squashed means)
+            with torch.no_grad():
+                ref = self.anchor.deterministic(obs_a)
+            actor_loss = actor_loss + self.anchor_weight * (self.actor.deterministic(obs_a) - ref).square().sum(-1).mean()
 
         # Temperature: J(alpha) = E[-alpha (log pi + H_target)]  (optimised in log alpha).
         alpha_loss = -(self.log_alpha * (logp.detach() + self.target_entropy)).mean()

@@ -49,13 +49,18 @@ FITTABLE = (*SCALES, "force", "torque")
 
 @dataclass
 class Flight:
-    """One contiguous logged flight: odometry ``(T + 1, 13)`` and the actions ``(T, 4)`` in [-1, 1] at ``dt``."""
+    """One contiguous logged flight: odometry ``(T + 1, 13)``, the actions ``(T, 4)`` in [-1, 1] at ``dt``.
+
+    ``target``: the set-point the robot was holding at each odometry row ``(T + 1, 3)`` (None: the origin).
+    """
 
     odom: torch.Tensor
     action: torch.Tensor
     dt: float
+    target: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
+        self.odom, self.action = self.odom.float(), self.action.float()
         if self.odom.ndim != 2 or self.odom.shape[1] != ODOM_DIM:
             raise ValueError(f"odometry must be (T + 1, {ODOM_DIM}), got {tuple(self.odom.shape)}")
         if self.action.shape != (self.odom.shape[0] - 1, 4):
@@ -63,10 +68,24 @@ class Flight:
                              f"got {tuple(self.action.shape)}")  # fmt: skip
         if not self.dt > 0:
             raise ValueError(f"dt must be > 0, got {self.dt}")
+        if self.target is None:
+            self.target = torch.zeros(self.odom.shape[0], 3)
+        if self.target.shape != (self.odom.shape[0], 3):
+            raise ValueError(f"set-points must be ({self.odom.shape[0]}, 3), got {tuple(self.target.shape)}")
 
     @property
     def steps(self) -> int:
         return int(self.action.shape[0])
+
+    @property
+    def targets(self) -> torch.Tensor:
+        """The set-points ``(T + 1, 3)``."""
+        assert self.target is not None  # filled in by __post_init__
+        return self.target
+
+    def piece(self, start: int, end: int) -> Flight:
+        """Steps ``start .. end - 1`` (odometry rows ``start .. end``) as a flight of its own."""
+        return Flight(self.odom[start : end + 1], self.action[start:end], self.dt, self.targets[start : end + 1])
 
 
 def clean_flights(flights: list[Flight], min_steps: int) -> tuple[list[Flight], dict[str, int]]:
@@ -81,7 +100,7 @@ def clean_flights(flights: list[Flight], min_steps: int) -> tuple[list[Flight], 
         start = 0
         for end in [*(~good).nonzero().flatten().tolist(), f.steps]:  # a bad step ends a piece
             if end - start >= min_steps:
-                out.append(Flight(f.odom[start : end + 1].float(), f.action[start:end].float(), f.dt))
+                out.append(f.piece(start, end))
             elif end > start:
                 counts["short_steps"] += end - start
             start = end + 1
@@ -230,8 +249,8 @@ def _split(flights: list[Flight], fraction: float, min_steps: int) -> tuple[list
     for f in flights:
         cut = int(round(f.steps * (1.0 - fraction)))
         if fraction > 0 and cut >= min_steps and f.steps - cut >= min_steps:
-            train.append(Flight(f.odom[: cut + 1], f.action[:cut], f.dt))
-            held.append(Flight(f.odom[cut:], f.action[cut:], f.dt))
+            train.append(f.piece(0, cut))
+            held.append(f.piece(cut, f.steps))
         else:
             train.append(f)
     return train, held

@@ -12,7 +12,8 @@ Topics (relative to the node's namespace; remap them in the launch file):
 ``cmd_rpm``        Float32MultiArray out      4 motor set-points in RPM, every control tick (safe output too)
 ``~/obs``          Float32MultiArray out      the observation fed to the policy (ticks that ran it)
 ``~/action``       Float32MultiArray out      the normalised action commanded (every tick)
-``/diagnostics``   DiagnosticArray out        state, counters, last reload error (``diagnostics_rate_hz``)
+``/diagnostics``   DiagnosticArray out        state, counters (``missed_ticks``: control periods the timer skipped),
+                                             last reload error (``diagnostics_rate_hz``)
 =================  =========================  ==================================================================
 
 The control loop runs on a timer at the policy's control rate (from its metadata), or on every odometry
@@ -100,7 +101,7 @@ class PolicyNode:
         node.create_subscription(m.Bool, "~/clear_estop", self._on_clear, DEFAULT)
         node.create_subscription(m.String, "~/reload", lambda msg: self._reload(msg.data), DEFAULT)
         node.add_on_set_parameters_callback(self._on_params)
-        node.create_timer(1.0 / rate, self._on_timer)
+        self.control_timer = node.create_timer(1.0 / rate, self._on_timer)
         node.create_timer(1.0 / diag_hz, self._publish_diagnostics)
         self._last_state: State | None = None
         self._publish_setpoint()
@@ -171,11 +172,11 @@ class PolicyNode:
     def close(self) -> None:
         """Log the final counters (the node is stopping)."""
         c = self.ctl.counters
-        self.node.logger.info("stopped after %d ticks (%d ran the policy, %d safe; %d inputs rejected)", c.ticks,
-                              c.policy_ticks, c.safe_ticks, c.rejected_inputs)  # fmt: skip
+        self.node.logger.info("stopped after %d ticks (%d ran the policy, %d safe; %d inputs rejected; %d missed)",
+                              c.ticks, c.policy_ticks, c.safe_ticks, c.rejected_inputs, self.control_timer.overruns)  # fmt: skip
 
     def _publish_diagnostics(self) -> None:
-        d = self.ctl.diagnostics()
+        d = {**self.ctl.diagnostics(), "missed_ticks": str(self.control_timer.overruns)}  # control periods skipped
         status = m.DiagnosticStatus(_LEVEL[self.ctl.state], f"{self.node.fully_qualified_name}: policy",
                                     d["state"], "sim2real", [m.KeyValue(k, v) for k, v in d.items()])  # fmt: skip
         self.diag.publish(m.DiagnosticArray(m.Header(self.node.now(), ""), [status]))

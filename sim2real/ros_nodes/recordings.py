@@ -46,6 +46,7 @@ class RecordingReport:
 def flights_from_recording(
     path: str | Path, obs_topic: str = DEFAULT_OBS_TOPIC, action_topic: str = DEFAULT_ACTION_TOPIC,
     dt: float | None = None, max_gap: float = 1.5, setpoint_topic: str | None = DEFAULT_SETPOINT_TOPIC,
+    since_ns: int = 0, until_ns: int | None = None,
 ) -> tuple[list[Flight], RecordingReport]:  # fmt: skip
     """The contiguous flights in an MCAP recording of the policy node.
 
@@ -57,6 +58,8 @@ def flights_from_recording(
         max_gap: a spacing above ``max_gap * dt`` (a missed tick, a pause) ends a flight.
         setpoint_topic: the policy node's ``~/setpoint_active``; None (or absent from the file): positions are the
             position errors.
+        since_ns: only the ticks logged at or after this time (ns since the epoch, as the log times).
+        until_ns: only the ticks logged before this time (None: to the end).
 
     Raises:
         FileNotFoundError: missing file. ValueError: not an MCAP file, no transition on the topics, or an
@@ -64,6 +67,10 @@ def flights_from_recording(
     """
     read = ReadReport()
     data = read_transitions(path, obs_topic, action_topic, read)
+    if since_ns or until_ns is not None:
+        t = data["log_time_ns"].astype(np.int64)
+        keep = (t >= since_ns) & (t < (until_ns if until_ns is not None else np.iinfo(np.int64).max))
+        data = {k: v[keep] for k, v in data.items()}
     t_ns = data["log_time_ns"].astype(np.int64)
     steps = np.diff(t_ns) / 1e9
     period = float(dt if dt is not None else (np.median(steps) if len(steps) else 0.0))
@@ -77,6 +84,7 @@ def flights_from_recording(
     follows = (obs[1:] == nxt[:-1]).all(1).numpy()  # (n - 1,)
     valid = np.ones(len(obs), bool)
     valid[:-1] = ~follows | (steps <= max_gap * period)
+    target = torch.zeros(len(obs) + 1, 3)  # the set-point in force at obs_i (and, last, at the final next_obs)
     sp_t, sp = [], []
     for msg in read_messages(path, {setpoint_topic}) if setpoint_topic else ():
         sp_t.append(msg.log_time_ns)
@@ -90,12 +98,14 @@ def flights_from_recording(
         obs, nxt, pos = obs.clone(), nxt.clone(), sensor_group().slice("position_error")
         obs[:, pos] += origin(t_ns)
         nxt[:, pos] += origin(t_ns + int(period * 1e9))
+        target = torch.cat((origin(t_ns), origin(t_ns[-1:] + int(period * 1e9)))).float()
     flights, start = [], None
     for i in range(len(obs) + 1):
         cont = i < len(obs) and valid[i] and start is not None and follows[i - 1] and valid[i - 1]
         if start is not None and not cont:  # the run [start, i) ends
             rows = torch.cat((obs[start:i], nxt[i - 1 : i]))
-            flights.append(Flight(odometry_from_policy_obs(rows), act[start:i], period))
+            goal = torch.cat((target[start:i], target[i : i + 1] if i < len(obs) else target[-1:]))
+            flights.append(Flight(odometry_from_policy_obs(rows), act[start:i], period, goal))
             start = None
         if i < len(obs) and valid[i] and start is None:
             start = i

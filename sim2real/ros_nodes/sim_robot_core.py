@@ -4,8 +4,8 @@
 evaluation's per-episode disturbance) by one control period per :meth:`step`, applying the latest motor
 command. Like a real flight controller it has its own command timeout: when no command arrived for
 ``command_timeout_s`` the motors go idle (and ``command_timeouts`` counts it), whatever the policy node does.
-Options shift physical parameters (``mass_scale``, ``thrust_scale``: a "real robot" that differs from the
-training model) and add Gaussian sensor noise to the odometry. Odometry follows REP-105: pose in the world
+Options shift the physics (``shift_file``, a :class:`~sim2real.tasks.quadrotor_hover.env.Shift`: a "real robot"
+that differs from the training model) and add Gaussian sensor noise to the odometry. Odometry follows REP-105: pose in the world
 frame, twist in the body frame (``child_frame_id``).
 """
 
@@ -19,7 +19,7 @@ import torch
 
 from sim2real.ros_nodes import messages as m
 from sim2real.sim.quadrotor import OMEGA, POS, QUAT, VEL, quat_to_rotmat
-from sim2real.tasks.quadrotor_hover.env import EVAL_STARTS, QuadrotorHoverEnv, hover_eval_config
+from sim2real.tasks.quadrotor_hover.env import EVAL_STARTS, QuadrotorHoverEnv, Shift, hover_eval_config
 
 
 @dataclass
@@ -31,8 +31,7 @@ class SimRobotConfig:
     seed: int = 0
     model: str = "crazyflie-paper"
     command_timeout_s: float = 0.1
-    mass_scale: float = 1.0
-    thrust_scale: float = 1.0
+    shift_file: str = ""  # physics outside the training randomisation (config/shifts/*.yaml); '' = none
     position_noise_m: float = 0.0
     velocity_noise_mps: float = 0.0
     world_frame: str = "world"
@@ -42,7 +41,7 @@ class SimRobotConfig:
     def __post_init__(self) -> None:
         if self.start not in EVAL_STARTS:
             raise ValueError(f"start must be one of {', '.join(EVAL_STARTS)}, got {self.start!r}")
-        for name in ("rate_hz", "command_timeout_s", "mass_scale", "thrust_scale"):
+        for name in ("rate_hz", "command_timeout_s"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.position_noise_m < 0 or self.velocity_noise_mps < 0:
@@ -56,13 +55,10 @@ class SimRobot:
         self.cfg = cfg or SimRobotConfig()
         base = hover_eval_config(self.cfg.start, 1)
         base = replace(base, model=self.cfg.model, dt=1.0 / self.cfg.rate_hz, termination_box=math.inf,
-                       episode_steps=2**31 - 1, device="cpu", compile=False)  # fmt: skip
+                       episode_steps=2**31 - 1, device="cpu", compile=False,
+                       shift=Shift.from_yaml(self.cfg.shift_file) if self.cfg.shift_file else Shift())  # fmt: skip
         self.env = QuadrotorHoverEnv(base)
         self.env.reset(self.cfg.seed)
-        params = self.env.get_params()
-        params[:, 0] *= self.cfg.mass_scale  # mass
-        params[:, 4:7] *= self.cfg.thrust_scale  # thrust polynomial c0, c1, c2
-        self.env.set_params(params)
         self.max_rpm = self.env.model.max_rpm
         self._action = torch.full((1, 4), -1.0)
         self._last_command_s: float | None = None

@@ -3,7 +3,7 @@
 Publishes ``odom`` (nav_msgs/Odometry, sensor-data QoS; pose in ``world_frame``, twist in ``body_frame``) at
 ``rate_hz`` and takes ``cmd_rpm`` (std_msgs/Float32MultiArray, 4 RPM set-points). With no command for
 ``command_timeout_s`` the motors go idle (the robot's own failsafe, independent of the policy node). Options:
-``start`` (nominal | hard), ``seed``, physical shift (``mass_scale``, ``thrust_scale``) and sensor noise
+``start`` (nominal | hard), ``seed``, physical shift (``shift_file``: ``config/shifts/*.yaml``) and sensor noise
 (``position_noise_m``, ``velocity_noise_mps``). ``~/status`` (DiagnosticArray on ``/diagnostics``) reports the
 position and the command timeouts. All simulation logic is in :class:`~sim2real.ros_nodes.sim_robot_core.SimRobot`.
 """
@@ -26,8 +26,8 @@ _DESCRIPTIONS = {
     "seed": "seed of the start state and disturbance",
     "model": "quadrotor model: crazyflie-paper | crazyflie-newer",
     "command_timeout_s": "motors idle when no command arrived for this long (s)",
-    "mass_scale": "mass multiplier (a robot heavier than the training model)",
-    "thrust_scale": "thrust multiplier",
+    "shift_file": "YAML of physics outside the training randomisation (config/shifts/*.yaml: mass, thrust, "
+                  "motor_tau, wind, drag factors); '' = the nominal model",
     "position_noise_m": "std of Gaussian position noise on the odometry (m)",
     "velocity_noise_mps": "std of Gaussian velocity noise on the odometry (m/s)",
     "world_frame": "odometry header frame",

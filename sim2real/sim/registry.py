@@ -62,6 +62,9 @@ class TaskSpec:
     None: whole-episode returns (:mod:`sim2real.eval.returns`)."""
     report: Callable[[dict[str, Any]], None] | None = None
     """Prints :attr:`evaluate`'s results for a person (a table); None: one line of return statistics."""
+    imagination: Callable[..., Any] | None = None
+    """``imagination(env_cfg, limits, home, reward_env_steps)``: the task inside a world model, for finetuning on a
+    robot (:mod:`sim2real.policies.finetune`'s ``Imagination``); None: the task cannot be finetuned."""
 
 
 _REGISTRY: dict[str, TaskSpec] = {}

@@ -11,7 +11,8 @@ from helpers import TRAINED_POLICY
 from sim2real.core.policy_file import OnnxPolicy
 from sim2real.policies.world_model import Flight, QuadrotorWorldModel, WorldModelConfig, clean_flights, fit
 from sim2real.sim.quadrotor import MODELS
-from sim2real.tasks.quadrotor_hover.flight import Shift, fly
+from sim2real.tasks.quadrotor_hover.env import Shift
+from sim2real.tasks.quadrotor_hover.flight import fly
 
 NOMINAL = MODELS["crazyflie-paper"]
 

@@ -20,7 +20,8 @@ from sim2real.ros_nodes.mcap_log import McapLogWriter  # noqa: E402
 from sim2real.ros_nodes.recordings import flights_from_recording  # noqa: E402
 from sim2real.sim.quadrotor import quat_to_rotmat  # noqa: E402
 from sim2real.sim.quadrotor_obs import build_policy_obs  # noqa: E402
-from sim2real.tasks.quadrotor_hover.flight import Shift, fly  # noqa: E402
+from sim2real.tasks.quadrotor_hover.env import Shift  # noqa: E402
+from sim2real.tasks.quadrotor_hover.flight import fly
 
 OBS, ACT, SETPOINT = "/cf1/policy/obs", "/cf1/policy/action", "/cf1/policy/setpoint_active"
 

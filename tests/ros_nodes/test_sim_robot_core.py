@@ -9,7 +9,7 @@ import pytest
 
 pytest.importorskip("cyclonedds", reason="the [ros2] extra (cyclonedds) is not installed")
 
-from helpers import TRAINED_POLICY
+from helpers import REPO, TRAINED_POLICY
 
 from sim2real.core.policy_file import OnnxPolicy  # noqa: E402
 from sim2real.ros_nodes import messages as m  # noqa: E402
@@ -56,7 +56,8 @@ def test_command_timeout_idles_the_motors() -> None:
 
 
 def test_parameter_shift_noise_and_bad_commands() -> None:
-    nominal, heavy = SimRobot(SimRobotConfig(seed=6)), SimRobot(SimRobotConfig(seed=6, mass_scale=1.3))
+    nominal = SimRobot(SimRobotConfig(seed=6))
+    heavy = SimRobot(SimRobotConfig(seed=6, shift_file=str(REPO / "config" / "shifts" / "heavy_weak.yaml")))
     for robot in (nominal, heavy):
         for k in range(30):
             robot.command([nominal.max_rpm * 0.6] * 4, k * DT)

@@ -8,19 +8,27 @@ import pytest
 import torch
 from helpers import REPO
 
-from sim2real.tasks.quadrotor_hover.env import DomainRandomization, HoverConfig, QuadrotorHoverEnv
-from sim2real.tasks.quadrotor_hover.flight import Shift, fly
+from sim2real.tasks.quadrotor_hover.env import (
+    DisturbanceConfig,
+    DomainRandomization,
+    HoverConfig,
+    QuadrotorHoverEnv,
+    Shift,
+)
+from sim2real.tasks.quadrotor_hover.flight import fly
 
 
 def test_shipped_shifts_load_and_apply() -> None:
     shifts = {p.stem: Shift.from_yaml(p) for p in sorted((REPO / "config" / "shifts").glob("*.yaml"))}
     assert set(shifts) == {"all", "heavy_weak", "slow_motors", "wind"}
     assert shifts["all"] == Shift(mass=1.25, thrust=0.9, motor_tau=1.6, wind=(0.08, 0.0, 0.0))
-    env = QuadrotorHoverEnv(HoverConfig(num_envs=2, dr=DomainRandomization(enabled=False)))
-    before = env.get_params()
-    shifts["heavy_weak"].apply(env)
-    ratio = env.get_params()[0, [0, 6, 8]] / before[0, [0, 6, 8]]
-    assert torch.allclose(ratio, torch.tensor([1.25, 0.9, 1.0]))
+    calm = HoverConfig(num_envs=2, dr=DomainRandomization(enabled=False), disturbance=DisturbanceConfig(0.0, 0.0))
+    nominal = QuadrotorHoverEnv(calm)
+    shifted = QuadrotorHoverEnv(calm, shift=shifts["all"])
+    ratio = shifted.get_params()[0, [0, 6, 8]] / nominal.get_params()[0, [0, 6, 8]]
+    assert torch.allclose(ratio, torch.tensor([1.25, 0.9, 1.6]))
+    weight = nominal.model.mass * nominal.model.gravity
+    assert torch.allclose(shifted.f_dist, torch.tensor([[0.08 * weight, 0.0, 0.0]] * 2))  # the wind, every episode
 
 
 @pytest.mark.parametrize(

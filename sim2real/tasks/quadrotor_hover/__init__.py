@@ -8,7 +8,7 @@ The export metadata (observation layout, action -> RPM mapping, rotor order, phy
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sim2real.sim.registry import TaskSpec, register
 from sim2real.tasks.quadrotor_hover.env import HoverConfig, QuadrotorHoverEnv
@@ -16,6 +16,7 @@ from sim2real.tasks.quadrotor_hover.evaluation import evaluate_policy, print_rep
 
 if TYPE_CHECKING:
     from sim2real.policies.runner import TrainConfig
+    from sim2real.tasks.quadrotor_hover.imagined import HoverImagination
 
 TASK = "quadrotor-hover"
 
@@ -44,6 +45,13 @@ def train_defaults() -> TrainConfig:
     )
 
 
+def imagination(*args: Any, **kwargs: Any) -> HoverImagination:
+    """The task inside a world model (:mod:`.imagined`; imported here, so the robot side never loads it)."""
+    from sim2real.tasks.quadrotor_hover.imagined import HoverImagination
+
+    return HoverImagination(*args, **kwargs)
+
+
 register(
     TaskSpec(
         name=TASK,
@@ -54,5 +62,6 @@ register(
         validate=validation_score,
         evaluate=evaluate_policy,
         report=print_report,
+        imagination=imagination,
     )
 )

@@ -24,7 +24,9 @@ Termination: any ``|p_i| > box``; truncation after ``episode_steps`` (5 s).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, replace
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -33,6 +35,7 @@ from sim2real.core.obs import HISTORY_TERM, ObsGroup, ObsTerm
 from sim2real.sim.quadrotor import (
     MODELS,
     OMEGA,
+    PARAM_INDEX,
     PARAM_NAMES,
     POS,
     QUAT,
@@ -106,6 +109,63 @@ class DomainRandomization:
     motor_tau: tuple[float, float] = (0.8, 1.2)
 
 
+@dataclass(frozen=True)
+class Shift:
+    """How the simulated quadrotor differs from its nominal model, on top of the randomisation.
+
+    Parameter factors, a steady wind and a drag the physics does not model: the stand-in for a real robot
+    (``config/shifts/``), or the physics an oracle is trained on.
+    """
+
+    mass: float = 1.0
+    thrust: float = 1.0
+    """Factor on the thrust polynomial (weaker motors < 1)."""
+    motor_tau: float = 1.0
+    """Factor on the motor time constants (slower motors > 1)."""
+    wind: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    """Constant force on the body (world frame) in units of the nominal weight, added to every episode's disturbance."""
+    drag: float = 0.0
+    """Linear drag ``F = -drag * m_nominal g * v`` (per m/s, in units of the nominal weight), held over each control
+    step from the velocity at its start: a force the simulator's physics does not model, for the learned residual
+    of the world model."""
+
+    def __post_init__(self) -> None:
+        for name in ("mass", "thrust", "motor_tau"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ValueError(f"shift: {name} must be a positive factor, got {getattr(self, name)}")
+        if len(self.wind) != 3 or not all(math.isfinite(w) for w in self.wind) or not self.drag >= 0:
+            raise ValueError(f"shift: wind must be 3 finite numbers and drag >= 0, got {self.wind}, {self.drag}")
+
+    @classmethod
+    def from_yaml(cls, path: str | Path) -> Shift:
+        """A shift from a YAML mapping of its fields (``config/shifts/*.yaml``); unknown keys are an error."""
+        import yaml
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"shift file not found: {path}")
+        try:
+            data = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as e:
+            raise ValueError(f"{path}: not YAML ({e})") from None
+        if not isinstance(data, dict):
+            raise ValueError(f"{path}: expected a mapping of {', '.join(f.name for f in fields(cls))}")
+        if "wind" in data:
+            data["wind"] = tuple(data["wind"])
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise ValueError(f"{path}: {e}") from None
+
+    def scale(self, params: torch.Tensor) -> torch.Tensor:
+        """Parameter rows ``(N, 10)`` with the factors applied (a copy)."""
+        p = params.clone()
+        p[:, PARAM_INDEX["mass"]] *= self.mass
+        p[:, PARAM_INDEX["thrust_c0"] : PARAM_INDEX["thrust_c2"] + 1] *= self.thrust
+        p[:, PARAM_INDEX["motor_tau_rise"] : PARAM_INDEX["motor_tau_fall"] + 1] *= self.motor_tau
+        return p
+
+
 @dataclass
 class RewardConfig:
     """Reward weights; the curriculum multiplies ``w_*`` by ``*_growth`` every ``interval`` env steps.
@@ -163,6 +223,8 @@ class HoverConfig(EnvConfig):
     disturbance: DisturbanceConfig = field(default_factory=DisturbanceConfig)
     dr: DomainRandomization = field(default_factory=DomainRandomization)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    shift: Shift = Shift()
+    """Physics outside the randomisation (default: none): the "real" quadrotor of finetuning, or an oracle's."""
     compile: bool = False
     """Compile the RK4 physics with TorchInductor (worth it from ~256 envs)."""
 
@@ -346,13 +408,14 @@ class QuadrotorHoverEnv(VecEnv):
             p[:, 4:7] *= uniform(*dr.thrust, (n, 1), g, dev)
             p[:, 7] *= uniform(*dr.torque_coeff, (n,), g, dev)
             p[:, 8:10] *= uniform(*dr.motor_tau, (n, 1), g, dev)
-        self.params[ids] = p
+        self.params[ids] = cfg.shift.scale(p)
         r0 = self.model.hover_speed() if ini.motor_speed is None else ini.motor_speed
         s[:, RPM] = r0
         self.state[ids] = s
         self.history[ids] = 2 * r0 - 1
         d = cfg.disturbance
-        self.f_dist[ids] = d.force_std * torch.randn(n, 3, generator=g, device=dev)
+        wind = torch.tensor(cfg.shift.wind, device=dev) * self.model.mass * self.model.gravity
+        self.f_dist[ids] = d.force_std * torch.randn(n, 3, generator=g, device=dev) + wind
         self.t_dist[ids] = d.torque_std * torch.randn(n, 3, generator=g, device=dev)
         self.steps[ids] = 0
         self.ep_return[ids] = 0.0
@@ -383,6 +446,31 @@ class QuadrotorHoverEnv(VecEnv):
         return {"policy": policy, "critic": critic}
 
     # ------------------------------------------------------------------------------------------ step
+    def terminated(self, state: torch.Tensor) -> torch.Tensor:
+        """Which envs ``(N,)`` end in ``state`` ``(N, 17)``: any ``|p_i - target_i| > termination_box``."""
+        return ((state[:, POS] - self.target).abs() > self.cfg.termination_box).any(-1)
+
+    def reward_terms(self, state: torch.Tensor, target: torch.Tensor, action: torch.Tensor, prev_action: torch.Tensor,
+                     terminated: torch.Tensor) -> torch.Tensor:  # fmt: skip
+        """The reward terms ``(N, 8)`` (:data:`REWARD_TERMS`) of arriving in ``state`` ``(N, 17)``.
+
+        ``target`` ``(N, 3)`` is the set-point, ``action`` ``(N, 4)`` the step's action, ``prev_action`` the one before.
+        """
+        pos = state[:, POS] - target
+        return torch.stack(
+            (
+                pos.square().sum(-1),
+                pos.norm(dim=-1),
+                1.0 - state[:, QUAT.start].square(),  # 1 - q_w^2
+                state[:, VEL].square().sum(-1),
+                (action - self.hover_action).square().sum(-1),
+                (action - prev_action).square().sum(-1),
+                state[:, OMEGA].square().sum(-1),
+                terminated.float(),
+            ),
+            -1,
+        )
+
     def step(self, action: torch.Tensor):
         """Advance every env by one control period ``dt``.
 
@@ -395,31 +483,19 @@ class QuadrotorHoverEnv(VecEnv):
             envs that ended, ``episode`` = {``return``, ``length``} tensors.
         """
         a = self.check_action(action).clamp(-1.0, 1.0)
-        self.state = self._physics(self.state, (a + 1.0) * 0.5, self.params, self.f_dist, self.t_dist, self.cfg.dt)
+        f_dist = self.f_dist
+        if self.cfg.shift.drag:  # held over the control step, from the velocity at its start
+            f_dist = f_dist - self.cfg.shift.drag * self.model.mass * self.model.gravity * self.state[:, VEL]
+        self.state = self._physics(self.state, (a + 1.0) * 0.5, self.params, f_dist, self.t_dist, self.cfg.dt)
         prev_action = self.history[:, -1]
         self.history = torch.cat((self.history[:, 1:], a.unsqueeze(1)), 1)
         self.steps += 1
-        s = self.state
-        pos = s[:, POS] - self.target
-        finite = torch.isfinite(s).all(-1)
-        terminated = (pos.abs() > self.cfg.termination_box).any(-1) | ~finite
+        finite = torch.isfinite(self.state).all(-1)
+        terminated = self.terminated(self.state) | ~finite
         truncated = (self.steps >= self.cfg.episode_steps) & ~terminated
         if not bool(finite.all()):  # a diverged env is ended and its state zeroed so no NaN leaks out
             self.state[~finite] = torch.nan_to_num(self.state[~finite], 0.0, 0.0, 0.0)
-            s, pos = self.state, self.state[:, POS] - self.target
-        terms = torch.stack(
-            (
-                pos.square().sum(-1),
-                pos.norm(dim=-1),
-                1.0 - s[:, QUAT.start].square(),  # 1 - q_w^2
-                s[:, VEL].square().sum(-1),
-                (a - self.hover_action).square().sum(-1),
-                (a - prev_action).square().sum(-1),
-                s[:, OMEGA].square().sum(-1),
-                terminated.float(),
-            ),
-            -1,
-        )
+        terms = self.reward_terms(self.state, self.target, a, prev_action, terminated)
         reward = self.reward_from_terms(terms)
         self.ep_return += reward
         noise = torch.randn(self.num_envs, len(self._noise_std), generator=self.gen, device=self.device)
@@ -448,6 +524,7 @@ def hover_eval_config(start: str, num_envs: int, base: HoverConfig | None = None
 
 __all__ = [
     "HoverConfig",
+    "Shift",
     "QuadrotorHoverEnv",
     "obs_groups",
     "hover_eval_config",

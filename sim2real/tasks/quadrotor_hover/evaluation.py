@@ -36,11 +36,10 @@ CRITERION = {"left_box_fraction": 0.01, "pos_error_last2s_m": 0.10}
 @torch.no_grad()
 def rollout_hover(
     policy: PolicyFn, start: str, episodes: int, seed: int = 0, base: HoverConfig | None = None, duration_s: float = 5.0,
-    prepare: Callable[[QuadrotorHoverEnv], None] | None = None,
 ) -> dict[str, torch.Tensor]:
     """Run ``episodes`` parallel episodes on the CPU without early termination; returns trajectories.
 
-    ``prepare(env)`` runs after the reset (e.g. a quadrotor whose physics differ from the model's).
+    ``base`` carries the physics (e.g. ``HoverConfig(shift=...)``: a quadrotor whose physics differ from the model's).
 
     Returns:
         ``pos`` ``(T+1, E, 3)``, ``tilt`` ``(T+1, E)`` rad, ``action`` ``(T, E, 4)``, ``rpm`` ``(T+1, E, 4)``.
@@ -50,8 +49,6 @@ def rollout_hover(
     cfg = replace(cfg, termination_box=math.inf, episode_steps=steps + 1, device="cpu", compile=False)
     env = QuadrotorHoverEnv(cfg)
     obs = env.reset(seed)
-    if prepare is not None:
-        prepare(env)
     pos, tilt, acts, rpm = [env.state[:, POS].clone()], [tilt_angle(env.state[:, QUAT])], [], [env.state[:, RPM].clone()]
     for _ in range(steps):
         a = policy(obs["policy"])

@@ -1,114 +1,154 @@
 """Fly a simulated quadrotor whose physics differ from the training model, and log it as a robot would.
 
-The stand-in for a real robot in system identification and finetuning: one quadrotor of the hover task with
-scaled physical parameters and a steady wind (:class:`Shift`, outside the training randomisation), flown by a
-deployed policy through a set-point schedule inside the safety box (the excitation), logged as odometry and the
-commanded actions (:class:`~sim2real.policies.world_model.Flight`): what the recorder sees on a robot, no motor
-speeds.
+The stand-in for a real robot in system identification and finetuning: one quadrotor of the hover task with the
+physics of a :class:`~sim2real.tasks.quadrotor_hover.env.Shift` (outside the training randomisation; its only
+disturbance is the shift's steady wind), flown by a deployed policy through a set-point schedule inside the safety
+limits' set-point box (the excitation), logged as odometry, the commanded actions and the set-points
+(:class:`~sim2real.policies.world_model.Flight`): what the recorder sees on a robot, no motor speeds.
+:class:`SimulatedRobot` flies on from where it stopped, as a robot does between finetuning iterations, and counts
+the steps that violated the :class:`~sim2real.sim.safety.SafetyLimits`.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, fields, replace
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
+from sim2real.core.policy_file import OnnxPolicy
 from sim2real.policies.world_model import ODOM_DIM, Flight
-from sim2real.sim.quadrotor import PARAM_INDEX, VEL
-from sim2real.tasks.quadrotor_hover.env import QuadrotorHoverEnv, hover_eval_config
+from sim2real.sim.quadrotor import POS, QUAT, RPM
+from sim2real.sim.safety import SafetyLimits
+from sim2real.tasks.quadrotor_hover.env import QuadrotorHoverEnv, Shift, hover_eval_config
+
+PolicyFn = Callable[[torch.Tensor], torch.Tensor]
+"""Maps the ``policy`` observation ``(1, obs_dim)`` to actions ``(1, 4)`` (e.g. an ``OnnxPolicy``)."""
+NO_SHIFT, LIMITS = Shift(), SafetyLimits()
+Schedule = list[tuple[float, tuple[float, float, float]]]
+"""Set-points held in turn: ``[(seconds, (x, y, z)), ...]``."""
 
 
-@dataclass(frozen=True)
-class Shift:
-    """How the flown quadrotor differs from the nominal model: parameter factors and a steady wind."""
+class SimulatedRobot:
+    """One shifted quadrotor flown continuously, with a set-point schedule around ``home``.
 
-    mass: float = 1.0
-    thrust: float = 1.0
-    """Factor on the thrust polynomial (weaker motors < 1)."""
-    motor_tau: float = 1.0
-    """Factor on the motor time constants (slower motors > 1)."""
-    wind: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    """Constant force on the body (world frame) in units of the nominal weight."""
-    drag: float = 0.0
-    """Linear drag ``F = -drag * m_nominal g * v`` (per m/s, in units of the nominal weight): a force the
-    simulator's physics does not model, for the learned residual of the world model."""
+    Args:
+        shift: how its physics differ from the nominal model.
+        seed: seeds the start state (``start="nominal"``), the sensor noise and the set-point schedule.
+        start: ``"rest"`` (hovering at home: level, at rest, motors at the nominal hover speed) or ``"nominal"``
+            (a draw from the evaluation's nominal start distribution).
+        setpoint_every_s: a new set-point every so many seconds.
+        setpoint_range_m: set-points are uniform in ``home ± setpoint_range_m`` per axis (at most the limits'
+            ``setpoint_box_m``).
+    """
 
-    def __post_init__(self) -> None:
-        for name in ("mass", "thrust", "motor_tau"):
-            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
-                raise ValueError(f"shift: {name} must be a positive factor, got {getattr(self, name)}")
-        if len(self.wind) != 3 or not all(math.isfinite(w) for w in self.wind) or not self.drag >= 0:
-            raise ValueError(f"shift: wind must be 3 finite numbers and drag >= 0, got {self.wind}, {self.drag}")
+    def __init__(self, shift: Shift = NO_SHIFT, seed: int = 0, limits: SafetyLimits = LIMITS, start: str = "rest",
+                 setpoint_every_s: float = 2.0, setpoint_range_m: float = 0.2, home: tuple[float, float, float] = (0, 0, 0),
+                 model: str = "crazyflie-paper") -> None:  # fmt: skip
+        if start not in ("rest", "nominal"):
+            raise ValueError(f"start must be 'rest' or 'nominal', got {start!r}")
+        if not 0 <= setpoint_range_m <= limits.setpoint_box_m:
+            raise ValueError(f"setpoint_range_m must be in [0, setpoint_box_m = {limits.setpoint_box_m}], got "
+                             f"{setpoint_range_m}")  # fmt: skip
+        if not setpoint_every_s > 0:
+            raise ValueError(f"setpoint_every_s must be > 0, got {setpoint_every_s}")
+        cfg = replace(hover_eval_config("nominal", 1), model=model, shift=shift, termination_box=math.inf,
+                      episode_steps=2**62, compile=False)  # fmt: skip
+        self.env = env = QuadrotorHoverEnv(cfg)
+        self.limits, self.home = limits, torch.tensor([home], dtype=torch.float32)
+        self.every = max(1, int(round(setpoint_every_s / cfg.dt)))
+        self.range_m, self.dt = setpoint_range_m, cfg.dt
+        self.obs = env.reset(seed)
+        if start == "rest":
+            self._hover_at_home()
+        weight = env.model.mass * env.model.gravity
+        env.set_disturbance(torch.tensor([shift.wind]) * weight, torch.zeros(1, 3))  # the wind, nothing random
+        env.target[:] = self.home
+        self.gen = torch.Generator().manual_seed(seed + 1)
+        self.t = 0
+        self.violation_steps = 0
+        """Control steps flown with a safety margin below 0."""
+        self.min_margin = math.inf
+        self.policy: PolicyFn | None = None
+        self.deployed_file: Path | None = None
+        self.deployments: list[Path] = []
+        """Every policy file handed over, in order."""
 
-    @classmethod
-    def from_yaml(cls, path: str | Path) -> Shift:
-        """A shift from a YAML mapping of its fields (``config/shifts/*.yaml``); unknown keys are an error."""
-        import yaml
+    def _hover_at_home(self) -> None:
+        s = torch.zeros(1, RPM.stop)
+        s[:, POS], s[:, QUAT], s[:, RPM] = self.home, torch.tensor([1.0, 0, 0, 0]), self.env.model.hover_speed()
+        self.env.set_state(s)
 
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"shift file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of {', '.join(f.name for f in fields(cls))}")
-        if "wind" in data:
-            data["wind"] = tuple(data["wind"])
-        try:
-            return cls(**data)
-        except TypeError as e:
-            raise ValueError(f"{path}: {e}") from None
+    @property
+    def seconds(self) -> float:
+        """Seconds flown so far."""
+        return self.t * self.dt
 
-    def apply(self, env: QuadrotorHoverEnv) -> None:
-        """Scale the env's parameters of every env by the factors (its disturbance is left to the caller)."""
-        params = env.get_params()
-        params[:, PARAM_INDEX["mass"]] *= self.mass
-        params[:, PARAM_INDEX["thrust_c0"] : PARAM_INDEX["thrust_c2"] + 1] *= self.thrust
-        params[:, PARAM_INDEX["motor_tau_rise"] : PARAM_INDEX["motor_tau_fall"] + 1] *= self.motor_tau
-        env.set_params(params)
+    def deploy(self, policy_file: Path) -> None:
+        """Fly this exported policy from now on (the finetuning loop's hand-over)."""
+        self.policy, self.deployed_file = OnnxPolicy(policy_file), Path(policy_file)
+        self.deployments.append(self.deployed_file)
+
+    def fly(self, schedule: Schedule) -> list[Flight]:
+        """Fly the deployed policy through a set-point schedule (the finetuning loop's real system)."""
+        if self.policy is None:
+            raise RuntimeError("no policy deployed on the simulated robot")
+        return [self.record(self.policy, sum(d for d, _ in schedule), schedule)]
+
+    def record(self, policy: PolicyFn, seconds: float, schedule: Schedule | None = None) -> Flight:
+        """Fly ``policy`` for ``seconds`` more; returns the log of these seconds.
+
+        ``schedule``: ``[(seconds, (x, y, z)), ...]`` set-points (world frame) held in turn; None: a random one
+        around home, redrawn every ``setpoint_every_s``. Every set-point must lie in the limits' set-point box.
+        A state that is no longer finite (the vehicle crashed in the simulation) restarts it hovering at home.
+        """
+        if not seconds > 0:
+            raise ValueError(f"seconds must be > 0, got {seconds}")
+        steps = int(round(seconds / self.dt))
+        if schedule is not None:
+            for _, point in schedule:
+                problem = self.limits.setpoint_problem(torch.tensor(point, dtype=torch.float32), self.home[0])
+                if problem:
+                    raise ValueError(problem)
+            ends = torch.cumsum(torch.tensor([round(d / self.dt) for d, _ in schedule]), 0)
+        env = self.env
+        odom, actions, targets = [env.state[0, :ODOM_DIM].clone()], [], [env.target[0].clone()]
+        for i in range(steps):
+            if schedule is not None:
+                j = min(int(torch.searchsorted(ends, torch.tensor(i), right=True)), len(schedule) - 1)
+                if i == 0 or (j > 0 and i == int(ends[j - 1])):
+                    env.target[:] = torch.tensor([schedule[j][1]], dtype=torch.float32)
+                    self.obs = env.observe()
+            elif self.t % self.every == 0:
+                env.target[:] = self.home + (2 * torch.rand(1, 3, generator=self.gen) - 1) * self.range_m
+                self.obs = env.observe()
+            with torch.no_grad():
+                a = torch.as_tensor(policy(self.obs["policy"]), dtype=torch.float32).reshape(1, 4)
+            self.obs, *_ = env.step(a)
+            self.t += 1
+            margin = float(self.limits.margins(env.state, self.home)[0])
+            self.min_margin = min(self.min_margin, margin)
+            self.violation_steps += margin < 0
+            if not bool(torch.isfinite(env.state).all()):
+                self._hover_at_home()
+            actions.append(a[0].clamp(-1.0, 1.0))
+            odom.append(env.state[0, :ODOM_DIM].clone())
+            targets.append(env.target[0].clone())
+        return Flight(torch.stack(odom), torch.stack(actions), self.dt, torch.stack(targets))
 
 
 def fly(
-    policy: Callable[[torch.Tensor], torch.Tensor],
+    policy: PolicyFn,
     seconds: float,
-    shift: Shift = Shift(),
+    shift: Shift = NO_SHIFT,
     seed: int = 0,
     setpoint_every_s: float = 2.0,
     setpoint_range_m: float = 0.2,
     model: str = "crazyflie-paper",
 ) -> Flight:
-    """One flight of ``seconds`` from a ``nominal`` start, set-points redrawn every ``setpoint_every_s``.
-
-    ``policy`` maps the ``policy`` observation ``(1, obs_dim)`` to actions ``(1, 4)`` (e.g. an ``OnnxPolicy``).
-    The set-points are uniform in ``±setpoint_range_m`` per axis; the flight has no time limit and no box.
-    """
-    if not seconds > 0:
-        raise ValueError(f"seconds must be > 0, got {seconds}")
-    cfg = replace(hover_eval_config("nominal", 1), model=model, termination_box=math.inf, episode_steps=2**31 - 1,
-                  compile=False)  # fmt: skip
-    env = QuadrotorHoverEnv(cfg)
-    obs = env.reset(seed)
-    shift.apply(env)
-    weight = env.model.mass * env.model.gravity
-    wind, no_torque = torch.tensor([shift.wind]) * weight, torch.zeros(1, 3)
-    env.set_disturbance(wind, no_torque)
-    gen = torch.Generator().manual_seed(seed + 1)
-    steps, every = int(round(seconds / cfg.dt)), max(1, int(round(setpoint_every_s / cfg.dt)))
-    odom, actions = [env.state[0, :ODOM_DIM].clone()], []
-    for t in range(steps):
-        if t % every == 0:
-            env.target[:] = (2 * torch.rand(1, 3, generator=gen) - 1) * setpoint_range_m
-            obs = env.observe()
-        with torch.no_grad():
-            a = torch.as_tensor(policy(obs["policy"]), dtype=torch.float32).reshape(1, 4)
-        if shift.drag:  # held over the control step, from the velocity at its start
-            env.set_disturbance(wind - shift.drag * weight * env.state[:, VEL], no_torque)
-        obs, *_ = env.step(a)
-        actions.append(a[0].clamp(-1.0, 1.0))
-        odom.append(env.state[0, :ODOM_DIM].clone())
-    return Flight(torch.stack(odom), torch.stack(actions), cfg.dt)
+    """One flight of ``seconds`` from a ``nominal`` start, set-points redrawn every ``setpoint_every_s``."""
+    robot = SimulatedRobot(shift, seed, start="nominal", setpoint_every_s=setpoint_every_s,
+                           setpoint_range_m=setpoint_range_m, model=model)  # fmt: skip
+    return robot.record(policy, seconds)

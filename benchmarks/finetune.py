@@ -1,0 +1,227 @@
+"""Finetuning on a shifted quadrotor with at most 60 s of real flight: ours against the classical baselines.
+
+The "real" robot is the hover task's simulator with physics outside the training randomisation
+(``config/shifts/*.yaml``, :class:`~sim2real.tasks.quadrotor_hover.flight.SimulatedRobot`), flown from hover
+through set-point changes. Every method starts from the pretrained policy of ``tests/data`` (``quadrotor_hover.pt``
+and the ONNX exported from it) and may use ``--max-real-s`` seconds of flight on the robot:
+
+* ``none``: the pretrained policy as it is;
+* ``sysid``: system identification only: fly the pretrained policy, fit the world model's physics, then SAC in the
+  simulator with the fitted physics (warm-started from the pretrained agent, ``--sysid-steps`` env steps);
+* ``real_sac``: SAC directly on the robot, with its usual stochastic exploration (warm-started from the pretrained
+  agent, one update per step); its safety-limit violations on the robot are counted;
+* ``ours``: :mod:`sim2real.policies.finetune` (deterministic flights, world model, SAC in imagination, gate).
+
+Each final policy is evaluated like ``sim2real eval`` on the shifted physics (200 nominal starts, mean error over
+the last 2 s); the *oracle* is a policy trained from scratch on the shifted physics in simulation
+(``sim2real train quadrotor-hover --seed S --set env.shift.mass=...``, passed with ``--oracle SHIFT=RUN``, or
+trained here). Gap closed = (none - method) / (none - oracle). Prints a table, writes
+``benchmarks/results/finetune.json`` and ``docs/figures/finetune.png`` (real-data seconds vs error).
+
+    python benchmarks/finetune.py [--shifts heavy_weak all] [--seeds 0 1 2] [--max-real-s 60]
+        [--methods none sysid real_sac ours] [--oracle heavy_weak=runs/... ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import tempfile
+import time
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from sim2real.core.config import config_to_dict
+from sim2real.core.files import write_text_atomic
+from sim2real.core.policy_file import OnnxPolicy
+from sim2real.export.onnx import export_onnx
+from sim2real.policies.finetune import FinetuneConfig, Finetuner, load_pretrained
+from sim2real.policies.runner import Runner
+from sim2real.policies.sac import SAC
+from sim2real.policies.world_model import WorldModelConfig, fit
+from sim2real.sim.quadrotor import MODELS
+from sim2real.sim.safety import SafetyLimits
+from sim2real.tasks.quadrotor_hover.env import HoverConfig, Shift
+from sim2real.tasks.quadrotor_hover.evaluation import hover_metrics, rollout_hover
+from sim2real.tasks.quadrotor_hover.flight import SimulatedRobot
+
+REPO = Path(__file__).resolve().parents[1]
+PRETRAINED = REPO / "tests" / "data" / "quadrotor_hover.pt"
+POLICY = REPO / "tests" / "data" / "quadrotor_hover.onnx"
+
+
+def evaluate(policy: Any, shift: Shift, episodes: int = 200) -> dict[str, float]:
+    m = hover_metrics(rollout_hover(policy, "nominal", episodes, 0, HoverConfig(shift=shift)))
+    return {"error_m": m["pos_error_last2s_m"], "left_box": m["left_box_fraction"]}
+
+
+def run_ours(shift: Shift, seed: int, max_real_s: float, out: Path) -> dict[str, Any]:
+    robot = SimulatedRobot(shift, seed=seed)
+    robot.deploy(POLICY)
+    ft = Finetuner(FinetuneConfig(max_real_s=max_real_s, seed=seed), load_pretrained(PRETRAINED), robot,
+                   lambda c, o: export_onnx(c, o), out, POLICY, quiet=True)  # fmt: skip
+    report = ft.run()
+    errors = {str(POLICY): evaluate(OnnxPolicy(POLICY), shift)["error_m"]}
+    curve = [[0.0, errors[str(POLICY)]]]
+    for row in report["iterations"]:  # the policy deployed after each iteration, at the real seconds it had used
+        path = row["deployed_after"]
+        if path not in errors:
+            errors[path] = evaluate(OnnxPolicy(path), shift)["error_m"]
+        curve.append([row["real_s"], errors[path]])
+    final = evaluate(OnnxPolicy(Path(report["deployed"])), shift)
+    return {**final, "violation_steps": robot.violation_steps, "curve": curve, "accepted": report["accepted"],
+            "rollbacks": report["rollbacks"]}  # fmt: skip
+
+
+def run_sysid(shift: Shift, seed: int, max_real_s: float, steps: int, out: Path) -> dict[str, Any]:
+    robot = SimulatedRobot(shift, seed=seed)
+    flight = robot.record(OnnxPolicy(POLICY), max_real_s)
+    model, report = fit([flight], MODELS["crazyflie-paper"], WorldModelConfig(seed=seed))
+    p = report.parameters
+    weight = MODELS["crazyflie-paper"].mass * MODELS["crazyflie-paper"].gravity
+    fitted = Shift(mass=p["mass"]["mean"], thrust=p["thrust"]["mean"], motor_tau=p["motor_tau"]["mean"],
+                   wind=tuple(p[f"force_{a}"]["mean"] / weight for a in "xyz"))  # type: ignore[arg-type]
+    pre = load_pretrained(PRETRAINED)
+    cfg = replace(pre.cfg, seed=seed, total_env_steps=steps, warmup_env_steps=pre.cfg.num_envs * 8, eval_interval=0,
+                  log_dir=str(out), name="sysid", env=replace(pre.cfg.env, shift=fitted))  # fmt: skip
+    runner = Runner(cfg, quiet=True)
+    runner.agent.load_state_dict(pre.agent_state)
+    runner.env.set_env_steps(pre.env_steps)  # the reward weights where pretraining left them
+    runner.train()
+    onnx = export_onnx(runner.run_dir, out / "sysid.onnx")
+    return {**evaluate(OnnxPolicy(onnx), shift), "violation_steps": robot.violation_steps,
+            "fitted": config_to_dict(fitted), "curve": [[max_real_s, math.nan]]}  # fmt: skip
+
+
+def run_real_sac(shift: Shift, seed: int, max_real_s: float) -> dict[str, Any]:
+    """SAC on the robot itself: stochastic actions, one update per control step, from the pretrained agent."""
+    pre = load_pretrained(PRETRAINED)
+    robot = SimulatedRobot(shift, seed=seed)
+    env, limits = robot.env, SafetyLimits()
+    agent = SAC(env.spec.obs_dims, 4, pre.cfg.sac)
+    agent.load_state_dict(pre.agent_state)
+    a_key, c_key = pre.cfg.sac.actor_obs, pre.cfg.sac.critic_obs
+    env.set_env_steps(pre.env_steps)
+    rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("oa", "oc", "a", "r", "noa", "noc", "d")}
+    gen = torch.Generator().manual_seed(seed + 1)
+    obs, violations, curve = robot.obs, 0, []
+    steps, every = int(round(max_real_s / env.cfg.dt)), int(round(2.0 / env.cfg.dt))
+    for t in range(steps):
+        if t % every == 0:
+            env.target[:] = (2 * torch.rand(1, 3, generator=gen) - 1) * 0.2
+            obs = env.observe()
+        action = agent.act(obs)
+        nxt, reward, terminated, _, info = env.step(action)
+        violations += int(limits.margins(env.state, torch.zeros(3))[0] < 0)
+        for k, v in zip(rows, (obs[a_key], obs[c_key], action, reward, info["final_obs"][a_key],
+                               info["final_obs"][c_key], terminated.float())):  # fmt: skip
+            rows[k].append(v)
+        obs = nxt
+        if t >= 256:
+            idx = torch.randint(t + 1, (pre.cfg.sac.batch_size,), generator=gen)
+            cat = {k: torch.cat(v)[idx] for k, v in rows.items()}
+            agent.update({"obs_actor": cat["oa"], "obs_critic": cat["oc"], "action": cat["a"], "reward": cat["r"],
+                          "next_obs_actor": cat["noa"], "next_obs_critic": cat["noc"], "terminated": cat["d"]})  # fmt: skip
+        if (t + 1) % every == 0 and (t + 1) % (5 * every) == 0:
+            curve.append([(t + 1) * env.cfg.dt, evaluate(lambda o: agent.act({a_key: o}, deterministic=True), shift)["error_m"]])
+    final = evaluate(lambda o: agent.act({a_key: o}, deterministic=True), shift)
+    return {**final, "violation_steps": violations, "curve": curve}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--shifts", nargs="+", default=["heavy_weak", "all"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--max-real-s", type=float, default=60.0)
+    ap.add_argument("--methods", nargs="+", default=["none", "sysid", "real_sac", "ours"])
+    ap.add_argument("--sysid-steps", type=int, default=100_000, help="env steps of SAC in the fitted simulator")
+    ap.add_argument("--oracle", nargs="*", default=[], metavar="SHIFT=RUN", help="oracle runs (else trained here)")
+    ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "finetune.json"))
+    args = ap.parse_args()
+    torch.set_num_threads(1)
+    oracles = dict(item.split("=", 1) for item in args.oracle)
+    results: dict[str, Any] = {"max_real_s": args.max_real_s, "seeds": args.seeds, "shifts": {}}
+    work = Path(tempfile.mkdtemp(prefix="finetune_bench_"))
+    for name in args.shifts:
+        shift = Shift.from_yaml(REPO / "config" / "shifts" / f"{name}.yaml")
+        if name not in oracles:
+            overrides = [f"env.shift.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in
+                         config_to_dict(shift).items() if k != "drag"]  # fmt: skip
+            raise SystemExit(f"train the oracle first: sim2real train quadrotor-hover --seed 2 "
+                             f"{' '.join('--set ' + o for o in overrides)}, then --oracle {name}=RUN")  # fmt: skip
+        oracle = evaluate(OnnxPolicy(export_onnx(oracles[name], work / f"oracle_{name}.onnx")), shift)
+        row: dict[str, Any] = {"oracle": oracle, "methods": {}}
+        for method in args.methods:
+            runs = []
+            for seed in args.seeds:
+                t0 = time.time()
+                out = work / name / method / f"s{seed}"
+                out.mkdir(parents=True, exist_ok=True)
+                if method == "none":
+                    r = {**evaluate(OnnxPolicy(POLICY), shift), "violation_steps": 0, "curve": []}
+                elif method == "ours":
+                    r = run_ours(shift, seed, args.max_real_s, out)
+                elif method == "sysid":
+                    r = run_sysid(shift, seed, args.max_real_s, args.sysid_steps, out)
+                elif method == "real_sac":
+                    r = run_real_sac(shift, seed, args.max_real_s)
+                else:
+                    raise SystemExit(f"unknown method {method!r}")
+                r["time_s"] = round(time.time() - t0, 1)
+                runs.append(r)
+                print(f"{name:10s} {method:9s} seed {seed}: error {r['error_m']:.4f} m, left box {r['left_box']:.1%}, "
+                      f"violations {r['violation_steps']}, {r['time_s']:.0f} s", flush=True)  # fmt: skip
+            row["methods"][method] = {"runs": runs, "error_m": statistics.mean(r["error_m"] for r in runs),
+                                      "violation_steps": sum(r["violation_steps"] for r in runs)}  # fmt: skip
+        none = row["methods"].get("none", {}).get("error_m")
+        for m in row["methods"].values():
+            if none is not None:
+                m["gap_closed"] = [(none - r["error_m"]) / (none - oracle["error_m"]) for r in m["runs"]]
+        results["shifts"][name] = row
+        write_text_atomic(Path(args.out), json.dumps(results, indent=2, default=float) + "\n")
+    print(f"\n{'shift':10s} {'method':9s} {'error m':>8s} {'gap closed (per seed)':>28s} {'violations':>10s}  oracle")
+    for name, row in results["shifts"].items():
+        for method, m in row["methods"].items():
+            gaps = " ".join(f"{g:5.0%}" for g in m.get("gap_closed", []))
+            print(f"{name:10s} {method:9s} {m['error_m']:8.4f} {gaps:>28s} {m['violation_steps']:10d}  "
+                  f"{row['oracle']['error_m']:.4f}")  # fmt: skip
+    _plot(results, REPO / "docs" / "figures" / "finetune.png")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _plot(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    shifts = list(results["shifts"])
+    fig, axes = plt.subplots(1, len(shifts), figsize=(5 * len(shifts), 3.5), squeeze=False)
+    for ax, name in zip(axes[0], shifts):
+        row = results["shifts"][name]
+        for method, m in row["methods"].items():
+            curves = [r["curve"] for r in m["runs"] if r["curve"]]
+            if method == "none" or not curves or any(math.isnan(c[-1][1]) for c in curves):
+                ax.plot([0, results["max_real_s"]], [m["error_m"]] * 2, "--" if method == "none" else "o", label=method)
+                continue
+            xs = [p[0] for p in curves[0]]
+            ys = [statistics.mean(c[i][1] for c in curves if i < len(c)) for i in range(len(xs))]
+            ax.plot(xs, ys, "-o", label=method)
+        ax.axhline(row["oracle"]["error_m"], color="k", lw=0.8, label="oracle")
+        ax.set(title=name, xlabel="real flight data [s]", ylabel="error on the shifted quadrotor [m]")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,135 @@
+"""Finetuning through ROS 2 (dds backend): ``quadrotor_finetune.launch.xml`` end to end, and the robot variant."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from helpers import PRETRAINED, REPO, TRAINED_POLICY
+
+pytest.importorskip("cyclonedds", reason="the [ros2] extra (cyclonedds) is not installed")
+
+from sim2real.ros_nodes.mcap_log import ReadReport, read_messages  # noqa: E402
+
+# A loop that runs in seconds (2 iterations of 2 s). The gate asks for no improvement, so that the plumbing of a
+# policy swap is exercised whatever a few updates do; the gate itself is tested in tests/policies/test_finetune.py.
+TINY = """
+seconds_per_iteration: 2.0
+imagined_envs: 32
+imagined_steps: 10
+updates_per_step: 2
+select_every: 5
+select_episodes: 8
+gate_episodes: 16
+gate_seconds: 0.5
+gate_improvement: -100.0
+gate_min_margin: -100.0
+rollback_threshold: 100.0
+horizon: [5, 10]
+world_model.iterations: 2
+world_model.windows: 64
+world_model.bootstrap: 2
+world_model.burn_in_s: 0.5
+"""
+
+
+def _launch(tmp_path: Path, launch: str, domain: int, *args: str) -> subprocess.Popen[str]:
+    (tmp_path / "tiny.yaml").write_text(TINY)
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "sim2real.cli.main", "launch", str(REPO / "launch" / launch),
+           f"policy:={TRAINED_POLICY}", f"checkpoint:={PRETRAINED}", "max_real_s:=4", f"settings:={tmp_path / 'tiny.yaml'}",
+           f"out:={tmp_path / 'out'}", f"record_dir:={tmp_path / 'rec'}", *args]  # fmt: skip
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+
+
+class Output:
+    """A process's output, read in a thread; :meth:`wait_for` a line."""
+
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.proc, self.lines = proc, []
+        self._cond = threading.Condition()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for text in self.proc.stdout:
+            with self._cond:
+                self.lines.append(text)
+                self._cond.notify_all()
+
+    def wait_for(self, line: str, timeout_s: float) -> bool:
+        with self._cond:
+            return self._cond.wait_for(lambda: any(line in t for t in self.lines), timeout_s)
+
+    def stop(self) -> str:
+        """SIGINT, wait, everything it printed."""
+        self.proc.send_signal(signal.SIGINT)
+        self.proc.wait(timeout=30)
+        time.sleep(0.5)
+        return "".join(self.lines)
+
+
+def _policy_diagnostics(path: Path) -> list[dict[str, str]]:
+    return [{kv.key: kv.value for kv in s.values} for x in read_messages(path, {"/diagnostics"})
+            for s in x.msg.status if s.name.endswith("policy: policy")]  # fmt: skip
+
+
+def test_finetune_launch_swaps_policies_without_missing_a_tick(tmp_path: Path) -> None:
+    launch = Output(_launch(tmp_path, "quadrotor_finetune.launch.xml", 231))
+    launch.wait_for("finetuner: exited", 240)
+    time.sleep(3.0)  # the policy node flies on after the finetuner is gone
+    out = launch.stop()
+    assert "finetuner: exited with status 0" in out, out[-3000:]
+    report = json.loads((tmp_path / "out" / "finetune_report.json").read_text())
+    assert report["real_s"] >= 3.6 and report["accepted"] >= 1
+    (path,) = (tmp_path / "rec").glob("*.mcap")
+    read = ReadReport()
+    list(read_messages(path, report=read))
+    assert read.complete
+    diag = _policy_diagnostics(path)
+    last = diag[-1]
+    assert int(last["reloads"]) >= 1 and last["reload_failures"] == "0" and last["state"] == "running"
+    assert last["policy"] == str(Path(report["deployed"]).resolve())  # flying the last accepted policy
+    assert last["missed_ticks"] == "0" and "; 0 missed)" in out  # the control timer never skipped a period
+    assert last["setpoint"] == "[0.0, 0.0, 0.0]"  # back home
+    cmds = np.array([x.log_time_ns for x in read_messages(path, {"/cf1/cmd_rpm"})])
+    assert np.diff(cmds).max() / 1e6 < 50  # commands kept coming across every swap
+    assert int(last["rejected_setpoints"]) == 0  # the schedule stayed inside the set-point box
+
+
+def test_robot_variant_finetunes_any_robot_speaking_odom_and_cmd_rpm(tmp_path: Path) -> None:
+    """The robot launch file against a separately started simulated robot, armed through ``arm``."""
+    domain = 232
+    env = dict(os.environ, ROS_DOMAIN_ID=str(domain), SIM2REAL_ROS_BACKEND="dds", PYTHONUNBUFFERED="1")
+    code = "import sys; from sim2real.ros_nodes.sim_robot_node import main; sys.exit(main())"
+    shift = REPO / "config" / "shifts" / "wind.yaml"
+    robot = subprocess.Popen([sys.executable, "-c", code, "--ros-args", "-r", "__ns:=/cf1", "-p", f"shift_file:={shift}"],
+                             env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)  # fmt: skip
+    launch = Output(_launch(tmp_path, "quadrotor_finetune_robot.launch.xml", domain))
+    from sim2real.ros_nodes import messages as m
+    from sim2real.ros_nodes.transport import LATCHED
+    from sim2real.ros_nodes.transport.factory import create_node
+
+    try:
+        with create_node("operator", "/cf1", argv=[], backend="dds", domain_id=domain) as node:
+            arm = node.create_publisher(m.Bool, "arm", LATCHED)
+            launch.wait_for("waiting for the policy node to fly", 60)  # the finetuner waits for the operator
+            for _ in range(20):  # who arms (again and again, until the policy node has surely heard it)
+                arm.publish(m.Bool(True))
+                node.spin_once(0.25)
+            launch.wait_for("finetuner: exited", 240)
+    finally:
+        out = launch.stop()
+        robot.send_signal(signal.SIGINT)
+        robot.communicate(timeout=20)
+    assert "finetuner: exited with status 0" in out, out[-3000:]
+    report = json.loads((tmp_path / "out" / "finetune_report.json").read_text())
+    assert report["real_s"] >= 3.6 and len(report["iterations"]) >= 2

@@ -204,7 +204,8 @@ def build_parser() -> argparse.ArgumentParser:
         "parameters relative to the simulator's with their bootstrap spread and the held-out prediction "
         "errors; writes sysid.json.",
     )
-    s.add_argument("recording", help="MCAP file of the recorder (rosbag2 layout)")
+    s.add_argument("recording", help="MCAP file of the recorder (rosbag2 layout), or a finetuning run directory (its "
+                   "real_flights.pt)")
     s.add_argument("--obs-topic", default="/cf1/policy/obs", help="the policy node's observations (default /cf1/policy/obs)")
     s.add_argument("--action-topic", default="/cf1/policy/action",
                    help="the policy node's actions (default /cf1/policy/action)")

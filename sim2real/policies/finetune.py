@@ -22,7 +22,8 @@ e. **deploy**: an accepted candidate is written as a checkpoint, exported (the e
    to the real system.
 
 Until ``max_real_s`` seconds are flown. Everything is logged per iteration to TensorBoard, ``finetune_report.json``
-and ``finetune.png`` (real-data seconds vs real error). What the loop needs of the task is its ``imagination``
+and ``finetune.png`` (real-data seconds vs real error); the real flights are kept in ``real_flights.pt``.
+What the loop needs of the task is its ``imagination``
 (:class:`Imagination`, e.g. :class:`~sim2real.tasks.quadrotor_hover.imagined.HoverImagination`); what it needs of
 the robot is a :class:`RealSystem`.
 """
@@ -51,6 +52,27 @@ from sim2real.sim.safety import SafetyLimits
 from sim2real.sim.vecenv import VecEnv
 
 PolicyFn = Callable[[torch.Tensor], torch.Tensor]
+FLIGHTS_FILE = "real_flights.pt"
+"""Every real flight of a finetuning run, in its report directory (``sim2real sysid RUN`` reads it)."""
+
+
+def save_flights(flights: list[Flight], path: Path) -> None:
+    """Write flights atomically (tensors only: loadable with ``weights_only=True``)."""
+    rows = [{"odom": f.odom, "action": f.action, "dt": f.dt, "target": f.targets} for f in flights]
+    atomic_torch_save({"flights": rows}, path)
+
+
+def load_flights(path: str | Path) -> list[Flight]:
+    """Flights written by :func:`save_flights`.
+
+    Raises:
+        CheckpointError: missing, corrupt or not a list of flights.
+    """
+    data = load_checkpoint(Path(path))
+    try:
+        return [Flight(d["odom"], d["action"], float(d["dt"]), d["target"]) for d in data["flights"]]
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a file of flights ({type(e).__name__}: {e})") from None
 
 
 class RealSystem(Protocol):
@@ -427,6 +449,7 @@ class Finetuner:
         writer.add_scalar("gate/accepted", float(row["gate"]["accepted"]), step)
         writer.add_scalar("finetune/rolled_back", float(row["rolled_back"]), step)
         self.log.append(row)
+        save_flights(self.flights, self.out / FLIGHTS_FILE)  # the real data is what is most expensive to get again
         if not self.quiet:
             g = row["gate"]
             verdict = "deployed" if g["accepted"] else "rejected: " + "; ".join(g["reasons"])

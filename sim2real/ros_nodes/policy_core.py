@@ -6,11 +6,12 @@ injected clock so that every safety behaviour is testable without a middleware:
 * **staged start**: ``DISARMED`` until armed (``arm`` topic, or ``autoarm`` once inputs are fresh);
 * **watchdog**: no valid odometry for ``watchdog_timeout_s`` -> ``STALE``, safe output; resumes by itself
   when fresh data returns (the e-stop is the latched one);
-* **input validation**: NaN/Inf or out-of-range odometry (position error, speed, body rate beyond limits)
-  is rejected and the controller goes to ``FAULT`` (safe output) until a valid message arrives;
+* **input validation**: NaN/Inf odometry, or odometry beyond the :class:`~sim2real.sim.safety.SafetyLimits`
+  (position outside the box around home, tilt, speed, body rate) is rejected and the controller goes to ``FAULT``
+  (safe output) until a valid message arrives; set-points outside the limits' set-point box are refused;
 * **e-stop**: ``ESTOP`` is latched: only :meth:`clear_estop` followed by a new arming leaves it;
 * **output limits**: actions rate-limited to ``max_action_step`` per tick relative to the last command,
-  then clamped to ``[action_min, action_max]`` (the clamp always holds); the command is
+  then clamped to the limits' ``[action_min, action_max]`` (the clamp always holds); the command is
   ``rpm = (a + 1) / 2 * max_rpm`` from the policy metadata;
 * **hot reload**: :meth:`request_reload` loads and checks a new ``policy.onnx`` in a background thread and
   the next tick swaps it in (a reference assignment), so no tick is dropped or delayed by the load; a file
@@ -39,6 +40,7 @@ from sim2real.core.obs import HISTORY_TERM
 from sim2real.core.policy_file import OnnxPolicy, PolicyMetadata
 from sim2real.sim.quadrotor import quat_to_rotmat
 from sim2real.sim.quadrotor_obs import build_policy_obs, policy_group
+from sim2real.sim.safety import SafetyLimits
 
 
 class State(enum.Enum):
@@ -51,26 +53,20 @@ class State(enum.Enum):
 
 @dataclass
 class SafetyConfig:
-    """Limits and behaviours of the safety layer (the node's parameters of the same names)."""
+    """Behaviours of the safety layer (the node's parameters of the same names).
+
+    The limits themselves are a :class:`~sim2real.sim.safety.SafetyLimits` (the node's ``safety_limits`` file).
+    """
 
     watchdog_timeout_s: float = 0.05  # 5 control periods at 100 Hz
-    max_position_error_m: float = 3.0
-    max_speed_mps: float = 10.0
-    max_body_rate_radps: float = 35.0  # Crazyflie gyro range, 2000 deg/s
-    action_min: float = -1.0
-    action_max: float = 1.0
     max_action_step: float = 2.0  # per tick; 2 = no rate limit for actions in [-1, 1]
-    max_setpoint_offset_m: float = 0.5  # a set-point input farther than this from the configured one is refused
     safe_mode: str = "idle"  # idle | hover
     autoarm: bool = False  # arm as soon as inputs are fresh (simulation, tests)
 
     def __post_init__(self) -> None:
         if self.safe_mode not in ("idle", "hover"):
             raise ValueError(f"safe_mode must be 'idle' or 'hover', got {self.safe_mode!r}")
-        if not (-1.0 <= self.action_min < self.action_max <= 1.0):
-            raise ValueError(f"need -1 <= action_min < action_max <= 1, got {self.action_min}, {self.action_max}")
-        for name in ("watchdog_timeout_s", "max_position_error_m", "max_speed_mps", "max_body_rate_radps",
-                     "max_action_step", "max_setpoint_offset_m"):  # fmt: skip
+        for name in ("watchdog_timeout_s", "max_action_step"):
             if not getattr(self, name) > 0:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
 
@@ -168,20 +164,22 @@ class PolicyController:
 
     Args:
         policy: the loaded ``policy.onnx``.
-        cfg: safety limits.
-        setpoint: ``(3,)`` hover position in the odometry's world frame.
+        cfg: behaviours of the safety layer.
+        setpoint: ``(3,)`` hover position in the odometry's world frame (home: the centre of the safety box).
+        limits: the safety limits (default: the built-in ones).
         expected_robot: if given, a reloaded policy's ``robot`` metadata must equal it (default: the first
             policy's), as must task, dimensions, control rate and ``max_rpm``.
     """
 
     def __init__(self, policy: OnnxPolicy, cfg: SafetyConfig | None = None, setpoint: tuple[float, ...] = (0, 0, 0),
-                 expected_robot: dict[str, Any] | None = None) -> None:  # fmt: skip
+                 expected_robot: dict[str, Any] | None = None, limits: SafetyLimits | None = None) -> None:  # fmt: skip
         self.cfg = cfg or SafetyConfig()
+        self.limits = limits or SafetyLimits()
         self.setpoint = np.asarray(setpoint, np.float64)
         if self.setpoint.shape != (3,) or not np.isfinite(self.setpoint).all():
             raise ValueError(f"setpoint must be 3 finite numbers, got {setpoint}")
         self.home = self.setpoint.copy()
-        """The configured set-point: the centre of the box that set-point inputs must stay in."""
+        """The configured set-point: the centre of the safety box and of the box set-point inputs must stay in."""
         self.policy, self.adapter = policy, QuadrotorHoverAdapter(policy.metadata)
         self.robot = expected_robot if expected_robot is not None else policy.metadata.robot
         self.counters = Counters()
@@ -210,12 +208,16 @@ class PolicyController:
             return "non-finite odometry"
         if not 0.5 < float(np.linalg.norm(odom.quaternion_wxyz)) < 1.5:
             return "orientation is not a unit quaternion"
-        if np.linalg.norm(odom.position - self.setpoint) > self.cfg.max_position_error_m:
-            return "position error beyond max_position_error_m"
-        if np.linalg.norm(odom.linear_velocity_body) > self.cfg.max_speed_mps:
-            return "speed beyond max_speed_mps"
-        if np.abs(odom.angular_velocity_body).max() > self.cfg.max_body_rate_radps:
-            return "body rate beyond max_body_rate_radps"
+        lim = self.limits
+        if np.abs(odom.position - self.home).max() > lim.position_box_m:
+            return f"position beyond position_box_m ({lim.position_box_m} m) of home"
+        w, x, y, z = odom.quaternion_wxyz / np.linalg.norm(odom.quaternion_wxyz)
+        if np.degrees(np.arccos(np.clip(1 - 2 * (x * x + y * y), -1.0, 1.0))) > lim.max_tilt_deg:
+            return f"tilt beyond max_tilt_deg ({lim.max_tilt_deg})"
+        if np.linalg.norm(odom.linear_velocity_body) > lim.max_speed_mps:
+            return f"speed beyond max_speed_mps ({lim.max_speed_mps})"
+        if np.abs(odom.angular_velocity_body).max() > lim.max_body_rate_radps:
+            return f"body rate beyond max_body_rate_radps ({lim.max_body_rate_radps})"
         return ""
 
     def reject_input(self, problem: str) -> None:
@@ -235,12 +237,7 @@ class PolicyController:
     def on_setpoint(self, point: tuple[float, float, float] | np.ndarray) -> bool:
         """Move the set-point (True), or refuse one that is not finite or leaves the box around :attr:`home`."""
         p = np.asarray(point, np.float64)
-        problem = ""
-        if p.shape != (3,) or not np.isfinite(p).all():
-            problem = f"set-point {p.tolist()} is not 3 finite numbers"
-        elif np.linalg.norm(p - self.home) > self.cfg.max_setpoint_offset_m:
-            problem = (f"set-point {np.round(p, 3).tolist()} is {np.linalg.norm(p - self.home):.2f} m from the "
-                       f"configured one (max_setpoint_offset_m {self.cfg.max_setpoint_offset_m})")  # fmt: skip
+        problem = self.limits.setpoint_problem(torch.as_tensor(p), torch.as_tensor(self.home))
         if problem:
             self.counters.rejected_setpoints += 1
             self.counters.last_setpoint_error = problem
@@ -359,7 +356,7 @@ class PolicyController:
         step = np.clip(raw - self._last_action, -self.cfg.max_action_step, self.cfg.max_action_step)
         stepped = self._last_action + step
         self.counters.rate_limited += int(not np.array_equal(stepped, raw))
-        limited = np.clip(stepped, self.cfg.action_min, self.cfg.action_max).astype(np.float32)
+        limited = np.clip(stepped, self.limits.action_min, self.limits.action_max).astype(np.float32)
         self.counters.clamped += int(not np.array_equal(limited, stepped))
         self._commit(limited)
         self.state = State.RUNNING

@@ -7,7 +7,7 @@ Topics (relative to the node's namespace; remap them in the launch file):
 ``arm``            std_msgs/Bool in           true arms (staged start), false disarms
 ``estop``          std_msgs/Bool in           true latches the safe output; ``~/clear_estop`` (true) releases it
 ``~/reload``       std_msgs/String in         path of a new policy.onnx, loaded and checked in the background
-``~/setpoint``     PointStamped in            a new hover position, at most ``max_setpoint_offset_m`` from ``setpoint``
+``~/setpoint``     PointStamped in            a new hover position, inside the limits' set-point box around ``setpoint``
 ``~/setpoint_active`` PointStamped out (latched)  the set-point in force (the position error's origin, for logs)
 ``cmd_rpm``        Float32MultiArray out      4 motor set-points in RPM, every control tick (safe output too)
 ``~/obs``          Float32MultiArray out      the observation fed to the policy (ticks that ran it)
@@ -35,6 +35,7 @@ from sim2real.ros_nodes import messages as m
 from sim2real.ros_nodes.node_main import declare_config, run_node
 from sim2real.ros_nodes.policy_core import OdometrySample, PolicyController, SafetyConfig, State, TickResult
 from sim2real.ros_nodes.transport import DEFAULT, LATCHED, SENSOR_DATA, Node, SetResult
+from sim2real.sim.safety import SafetyLimits
 
 _LEVEL = {State.RUNNING: m.DiagnosticStatus.OK, State.DISARMED: m.DiagnosticStatus.OK,
           State.STALE: m.DiagnosticStatus.WARN, State.FAULT: m.DiagnosticStatus.ERROR,
@@ -42,15 +43,9 @@ _LEVEL = {State.RUNNING: m.DiagnosticStatus.OK, State.DISARMED: m.DiagnosticStat
 
 _DESCRIPTIONS = {
     "watchdog_timeout_s": "odometry older than this (s) -> safe output",
-    "max_position_error_m": "odometry farther than this from the setpoint (m) is rejected",
-    "max_speed_mps": "odometry faster than this (m/s) is rejected",
-    "max_body_rate_radps": "odometry with a body rate above this (rad/s) is rejected",
-    "action_min": "lower clamp of the normalised motor command",
-    "action_max": "upper clamp of the normalised motor command",
     "max_action_step": "largest change of a normalised motor command per tick (2 = no limit)",
     "safe_mode": "safe output: idle (0 RPM) or hover (open-loop hover RPM from the policy metadata)",
     "autoarm": "arm as soon as odometry is fresh (simulation); a robot should arm on the arm topic",
-    "max_setpoint_offset_m": "a set-point on ~/setpoint farther than this from `setpoint` (m) is refused",
 }
 
 
@@ -64,6 +59,10 @@ class PolicyNode:
             raise CheckpointError("parameter policy_path is required (an exported policy.onnx)")
         setpoint = node.declare_parameter("setpoint", [0.0, 0.0, 0.0], "hover position, world frame (m)")
         safety = declare_config(node, SafetyConfig, _DESCRIPTIONS, {"safe_mode": ["idle", "hover"]})
+        limits_file = node.declare_parameter("safety_limits", "", "YAML of safety limits (position_box_m around "
+                                             "setpoint, setpoint_box_m, max_tilt_deg, max_speed_mps, "
+                                             "max_body_rate_radps, action_min, action_max); '' = built-in")  # fmt: skip
+        limits = SafetyLimits.from_yaml(limits_file) if limits_file else SafetyLimits()
         self.require_recorder = node.declare_parameter(
             "require_recorder", False, "refuse to arm until something subscribes to ~/obs (the flight gets logged)"
         )
@@ -80,7 +79,7 @@ class PolicyNode:
         trained_for = policy.metadata.robot.get("model", "")
         if robot_model and trained_for != robot_model:
             raise CheckpointError(f"{path} was trained for robot model {trained_for!r}, this robot is {robot_model!r}")
-        self.ctl = PolicyController(policy, safety, tuple(setpoint))
+        self.ctl = PolicyController(policy, safety, tuple(setpoint), limits=limits)
         rate = float(rate_override or self.ctl.adapter.control_rate_hz)
         if rate_override and abs(rate_override - self.ctl.adapter.control_rate_hz) > 1e-9:
             node.logger.warning("control_rate_hz %.1f differs from the policy's trained %.1f Hz", rate,

@@ -92,7 +92,7 @@ class SafetyLimits:
         """Why a set-point ``(3,)`` may not be commanded ('' if it may)."""
         if setpoint.shape != (3,) or not bool(torch.isfinite(setpoint).all()):
             return f"set-point must be 3 finite numbers, got {setpoint.tolist()}"
-        off = float((setpoint - home).abs().max())
+        off = float((setpoint.double() - home.double()).abs().max())
         if off > self.setpoint_box_m:
             return f"set-point {off:.3f} m from home on an axis, beyond setpoint_box_m ({self.setpoint_box_m} m)"
         return ""

@@ -17,13 +17,20 @@ TINY = ["--set", "imagined_envs=16", "--set", "imagined_steps=4", "--set", "upda
 
 def test_finetune_runs_and_summarises(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["finetune", str(PRETRAINED), "--real", "quadrotor-hover", "--real-params",
-            str(REPO / "config" / "shifts" / "heavy_weak.yaml"), "--policy", str(TRAINED_POLICY), "--max-real-s", "2",
+            str(REPO / "config" / "shifts" / "heavy_weak.yaml"), "--policy", str(TRAINED_POLICY), "--max-real-s", "3",
             "--out", str(tmp_path), *TINY]  # fmt: skip
     assert main(argv) == 0
     report = json.loads((tmp_path / "finetune_report.json").read_text())
-    assert report["real_s"] == pytest.approx(2.0) and len(report["iterations"]) == 1
+    assert report["real_s"] == pytest.approx(3.0) and len(report["iterations"]) == 1
     assert report["real_system"]["shift"]["mass"] == 1.25 and report["real_system"]["violation_steps"] == 0
     assert "safety violations" in capsys.readouterr().out
+    # the run kept its real flights: system identification reads them
+    assert main(["sysid", str(tmp_path), "--json", "--horizon", "2", "--bootstrap", "1"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["read"]["transitions"] == 300 and "mass" in result["parameters"]
+    (tmp_path / "empty").mkdir()
+    assert main(["sysid", str(tmp_path / "empty")]) == 2  # a directory without flights
+    assert "not a finetuning run" in capsys.readouterr().err
 
 
 def test_print_config_shows_the_settings(capsys: pytest.CaptureFixture[str]) -> None:

@@ -20,6 +20,7 @@ from helpers import TRAINED_POLICY
 from sim2real.core.policy_file import OnnxPolicy  # noqa: E402
 from sim2real.ros_nodes.policy_core import OdometrySample, PolicyController, SafetyConfig, State  # noqa: E402
 from sim2real.sim.quadrotor import quat_to_rotmat  # noqa: E402
+from sim2real.sim.safety import SafetyLimits
 from sim2real.tasks.quadrotor_hover.env import QuadrotorHoverEnv, hover_eval_config  # noqa: E402
 
 TRAINED = TRAINED_POLICY
@@ -72,8 +73,8 @@ def test_closed_loop_hover_through_the_controller(policy: OnnxPolicy) -> None:
     np.testing.assert_array_equal(ctl.history[-1], out.action)
 
 
-def _running(policy: OnnxPolicy, **cfg: object) -> tuple[PolicyController, QuadrotorHoverEnv]:
-    ctl = PolicyController(policy, SafetyConfig(**cfg))  # type: ignore[arg-type]
+def _running(policy: OnnxPolicy, limits: SafetyLimits | None = None, **cfg: object) -> tuple[PolicyController, QuadrotorHoverEnv]:
+    ctl = PolicyController(policy, SafetyConfig(**cfg), limits=limits)  # type: ignore[arg-type]
     env = _env(2)
     ctl.on_odometry(_odom(env, 0.0))
     ctl.on_arm(True)
@@ -114,8 +115,9 @@ def test_watchdog_trips_within_its_period_and_recovers(policy: OnnxPolicy) -> No
 
 @pytest.mark.parametrize("field,value,reason", [
     ("position", [math.nan, 0, 0], "non-finite"), ("linear_velocity_body", [0, math.inf, 0], "non-finite"),
-    ("position", [5.0, 0, 0], "position error"), ("linear_velocity_body", [20.0, 0, 0], "speed"),
-    ("angular_velocity_body", [0, 0, 50.0], "body rate"), ("quaternion_wxyz", [0, 0, 0, 0], "unit quaternion"),
+    ("position", [0.0, 0.7, 0], "position beyond position_box_m"), ("linear_velocity_body", [3.0, 0, 0], "speed"),
+    ("angular_velocity_body", [0, 0, 25.0], "body rate"), ("quaternion_wxyz", [0, 0, 0, 0], "unit quaternion"),
+    ("quaternion_wxyz", [math.cos(math.radians(35)), math.sin(math.radians(35)), 0, 0], "tilt"),  # 70 deg
 ])  # fmt: skip
 def test_bad_odometry_is_rejected_with_safe_output(policy: OnnxPolicy, field: str, value: list, reason: str) -> None:
     ctl, env = _running(policy)
@@ -144,7 +146,7 @@ def test_estop_is_latched(policy: OnnxPolicy) -> None:
 
 
 def test_clamping_rate_limit_and_hover_safe_mode(policy: OnnxPolicy) -> None:
-    ctl, env = _running(policy, action_min=-0.2, action_max=0.5, max_action_step=0.05)
+    ctl, env = _running(policy, SafetyLimits(action_min=-0.2, action_max=0.5), max_action_step=0.05)
     last = ctl.history[-1].copy()  # inside the clamp range already (the first tick ran in _running)
     for k in range(1, 30):
         ctl.on_odometry(_odom(env, k * DT))
@@ -201,13 +203,13 @@ def test_reload_swaps_between_ticks_and_refuses_bad_files(policy: OnnxPolicy, tm
 
 
 def test_setpoint_input_moves_the_origin_of_the_position_error_within_its_box(policy: OnnxPolicy) -> None:
-    ctl, env = _running(policy, max_setpoint_offset_m=0.3)
+    ctl, env = _running(policy, SafetyLimits(setpoint_box_m=0.3))
     odom = _odom(env, DT)
     before = ctl.adapter.observation(odom, ctl.setpoint, ctl.history)
     assert ctl.on_setpoint((0.1, -0.2, 0.0)) and ctl.counters.setpoints == 1
     after = ctl.adapter.observation(odom, ctl.setpoint, ctl.history)
     np.testing.assert_allclose(after[:3], before[:3] - np.array([0.1, -0.2, 0.0], np.float32), atol=1e-6)
-    for bad, why in (((0.4, 0.0, 0.0), "max_setpoint_offset_m"), ((np.nan, 0.0, 0.0), "finite"), ((1.0, 2.0), "finite")):
+    for bad, why in (((0.4, 0.0, 0.0), "setpoint_box_m"), ((np.nan, 0.0, 0.0), "finite"), ((1.0, 2.0), "finite")):
         assert not ctl.on_setpoint(bad) and why in ctl.counters.last_setpoint_error
     assert ctl.counters.rejected_setpoints == 3 and ctl.setpoint.tolist() == [0.1, -0.2, 0.0]
     assert ctl.on_setpoint((0.0, 0.0, 0.25))  # the box is around the configured set-point, not the last one

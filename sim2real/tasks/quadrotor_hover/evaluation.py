@@ -6,7 +6,8 @@ Figures per start distribution (all episodes 5 s, nominal physics, per-episode r
 * ``pos_error_last2s_m``: mean ``|p|`` over the last 2 s, averaged over the episodes that stayed inside;
 * ``tilt_last2s_deg``: mean tilt over the last 2 s (same episodes);
 * ``action_jitter``: mean ``|a_t - a_{t-1}|`` over motors and steps (normalised action units);
-* ``settled_fraction``: episodes that stayed inside and end (last 2 s) within 0.10 m.
+* ``settled_fraction``: episodes that stayed inside and end (last 2 s) within 0.10 m;
+* ``beyond_limits_fraction``: episodes that crossed a safety limit (:mod:`sim2real.sim.safety`) after the start.
 
 :func:`validation_score` ranks policies during training (the run keeps its best one); :func:`evaluate_policy` and
 :func:`print_report` are the task's ``sim2real eval``; HIL (:mod:`sim2real.mcu.hil`) flies :func:`rollout_hover`.
@@ -24,10 +25,15 @@ import torch
 
 from sim2real.sim.quadrotor import POS, QUAT, RPM, tilt_angle
 from sim2real.sim.registry import EvalRequest
+from sim2real.sim.safety import SafetyLimits
 from sim2real.tasks.quadrotor_hover.env import EVAL_STARTS, HoverConfig, QuadrotorHoverEnv, hover_eval_config
 
 PolicyFn = Callable[[torch.Tensor], torch.Tensor]
 """Maps the ``policy`` observation ``(N, obs_dim)`` to actions ``(N, 4)``."""
+
+LIMITS = SafetyLimits()
+"""The safety limits the evaluation counts violations of (``beyond_limits_fraction``: episodes that crossed one
+after the start; the hard starts begin beyond the tilt limit)."""
 
 #: The hover criterion (nominal starts, >= 200 episodes).
 CRITERION = {"left_box_fraction": 0.01, "pos_error_last2s_m": 0.10}
@@ -42,7 +48,8 @@ def rollout_hover(
     ``base`` carries the physics (e.g. ``HoverConfig(shift=...)``: a quadrotor whose physics differ from the model's).
 
     Returns:
-        ``pos`` ``(T+1, E, 3)``, ``tilt`` ``(T+1, E)`` rad, ``action`` ``(T, E, 4)``, ``rpm`` ``(T+1, E, 4)``.
+        ``pos`` ``(T+1, E, 3)``, ``tilt`` ``(T+1, E)`` rad, ``action`` ``(T, E, 4)``, ``rpm`` ``(T+1, E, 4)``,
+        ``margin`` ``(T+1, E)`` to the safety limits (:data:`LIMITS`, around the set-point).
     """
     cfg = hover_eval_config(start, episodes, base)
     steps = int(round(duration_s / cfg.dt))
@@ -50,6 +57,7 @@ def rollout_hover(
     env = QuadrotorHoverEnv(cfg)
     obs = env.reset(seed)
     pos, tilt, acts, rpm = [env.state[:, POS].clone()], [tilt_angle(env.state[:, QUAT])], [], [env.state[:, RPM].clone()]
+    home, margin = torch.zeros(3), [LIMITS.margins(env.state, torch.zeros(3))]
     for _ in range(steps):
         a = policy(obs["policy"])
         if a.shape != (episodes, 4) or not torch.isfinite(a).all():
@@ -59,8 +67,9 @@ def rollout_hover(
         pos.append(env.state[:, POS].clone())
         tilt.append(tilt_angle(env.state[:, QUAT]))
         rpm.append(env.state[:, RPM].clone())
+        margin.append(LIMITS.margins(env.state, home))
     return {"pos": torch.stack(pos), "tilt": torch.stack(tilt), "action": torch.stack(acts), "rpm": torch.stack(rpm),
-            "dt": torch.tensor(cfg.dt)}  # fmt: skip
+            "margin": torch.stack(margin), "dt": torch.tensor(cfg.dt)}  # fmt: skip
 
 
 def hover_metrics(traj: dict[str, torch.Tensor], box: float = 0.6, last_s: float = 2.0) -> dict[str, float]:
@@ -80,6 +89,7 @@ def hover_metrics(traj: dict[str, torch.Tensor], box: float = 0.6, last_s: float
         "tilt_last2s_deg": float(torch.rad2deg(tilt[-k:].mean(0))[inside].mean()) if n_in else math.nan,
         "action_jitter": float(jitter),
         "settled_fraction": float((inside & (err < 0.10)).float().mean()),
+        **({"beyond_limits_fraction": float((traj["margin"][1:] < 0).any(0).float().mean())} if "margin" in traj else {}),
     }
 
 

@@ -10,9 +10,30 @@ from __future__ import annotations
 import json
 import typing
 from dataclasses import asdict, fields, is_dataclass, replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 T = TypeVar("T")
+
+
+def read_yaml_mapping(path: str | Path, what: str) -> dict[str, Any]:
+    """The mapping in a YAML file (an empty file: ``{}``).
+
+    Raises:
+        FileNotFoundError: no such file. ValueError: not YAML, or not a mapping (``what`` names the expected keys).
+    """
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{path}: not YAML ({e})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of {what}")
+    return data
 
 
 def parse_overrides(items: list[str]) -> dict[str, str]:

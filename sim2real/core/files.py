@@ -54,6 +54,18 @@ def write_text_atomic(path: str | Path, text: str) -> None:
     write_bytes_atomic(path, text.encode())
 
 
+def save_figure_atomic(fig: Any, path: str | Path, dpi: int = 100) -> None:
+    """Save a matplotlib figure as PNG atomically, then close it."""
+    import io
+
+    import matplotlib.pyplot as plt
+
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    plt.close(fig)
+    write_bytes_atomic(path, buf.getvalue())
+
+
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
     """Load a checkpoint with ``weights_only=True`` on the CPU; every failure becomes a :class:`CheckpointError`."""
     import torch

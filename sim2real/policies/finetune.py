@@ -42,7 +42,13 @@ from typing import Any, Protocol
 import torch
 
 from sim2real.core.config import config_to_dict
-from sim2real.core.files import CheckpointError, atomic_torch_save, load_checkpoint, write_text_atomic
+from sim2real.core.files import (
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    save_figure_atomic,
+    write_text_atomic,
+)
 from sim2real.policies.replay import ReplayBuffer
 from sim2real.policies.runner import CHECKPOINT_VERSION, TrainConfig, config_from_dict
 from sim2real.policies.sac import SAC
@@ -490,7 +496,4 @@ def _plot(log: list[dict[str, Any]], path: Path) -> None:
            title="finetuning (o: deployed next, x: rejected, v: rolled back)")  # fmt: skip
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path)

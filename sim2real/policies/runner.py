@@ -20,7 +20,13 @@ from typing import Any
 import torch
 
 from sim2real.core.config import apply_overrides, config_to_dict, dataclass_from_dict, to_yaml
-from sim2real.core.files import CheckpointError, atomic_torch_save, load_checkpoint, write_text_atomic
+from sim2real.core.files import (
+    CheckpointError,
+    atomic_torch_save,
+    load_checkpoint,
+    save_figure_atomic,
+    write_text_atomic,
+)
 from sim2real.policies.replay import ReplayBuffer, nstep_batch
 from sim2real.policies.sac import SAC, SACConfig
 from sim2real.sim.registry import get_task
@@ -413,7 +419,4 @@ def _plot_learning_curve(history: list[dict[str, float]], path: Path) -> None:
     for ax in axes:
         ax.grid(alpha=0.3)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=100)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path)

@@ -130,13 +130,9 @@ def _settings(path: str) -> dict[str, Any]:
     """The dotted-key settings of a YAML file ('' = none)."""
     if not path:
         return {}
-    import yaml
+    from sim2real.core.config import read_yaml_mapping
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"settings file not found: {path}")
-    data = yaml.safe_load(Path(path).read_text()) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: expected a mapping of finetuning settings by dotted key")
+    data = read_yaml_mapping(path, "finetuning settings by dotted key")
     return {str(k): (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
 
 

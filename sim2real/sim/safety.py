@@ -20,6 +20,7 @@ from pathlib import Path
 
 import torch
 
+from sim2real.core.config import read_yaml_mapping
 from sim2real.sim.quadrotor import OMEGA, POS, QUAT, VEL, tilt_angle
 
 
@@ -57,18 +58,11 @@ class SafetyLimits:
     @classmethod
     def from_yaml(cls, path: str | Path) -> SafetyLimits:
         """Limits from a YAML mapping of (some of) the fields; the rest keep their defaults; unknown keys are an error."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"safety limits file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not YAML ({e})") from None
         names = {f.name for f in fields(cls)}
-        if not isinstance(data, dict) or set(data) - names:
-            raise ValueError(f"{path}: expected a mapping of {', '.join(sorted(names))}")
+        what = f"safety limits ({', '.join(sorted(names))})"
+        data = read_yaml_mapping(path, what)
+        if set(data) - names:
+            raise ValueError(f"{path}: unknown keys {sorted(set(data) - names)}; expected a mapping of {what}")
         return cls(**{k: float(v) for k, v in data.items()})
 
     def margins(self, state: torch.Tensor, home: torch.Tensor) -> torch.Tensor:

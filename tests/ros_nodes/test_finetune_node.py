@@ -83,7 +83,7 @@ def _policy_diagnostics(path: Path) -> list[dict[str, str]]:
 
 
 def test_finetune_launch_swaps_policies_without_missing_a_tick(tmp_path: Path) -> None:
-    launch = Output(_launch(tmp_path, "quadrotor_finetune.launch.xml", 231))
+    launch = Output(_launch(tmp_path, "quadrotor_finetune.launch.xml", 150))
     launch.wait_for("finetuner: exited", 240)
     time.sleep(3.0)  # the policy node flies on after the finetuner is gone
     out = launch.stop()
@@ -107,7 +107,7 @@ def test_finetune_launch_swaps_policies_without_missing_a_tick(tmp_path: Path) -
 
 def test_robot_variant_finetunes_any_robot_speaking_odom_and_cmd_rpm(tmp_path: Path) -> None:
     """The robot launch file against a separately started simulated robot, armed through ``arm``."""
-    domain = 232
+    domain = 151
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), SIM2REAL_ROS_BACKEND="dds", PYTHONUNBUFFERED="1")
     code = "import sys; from sim2real.ros_nodes.sim_robot_node import main; sys.exit(main())"
     shift = REPO / "config" / "shifts" / "wind.yaml"
@@ -133,3 +133,18 @@ def test_robot_variant_finetunes_any_robot_speaking_odom_and_cmd_rpm(tmp_path: P
     assert "finetuner: exited with status 0" in out, out[-3000:]
     report = json.loads((tmp_path / "out" / "finetune_report.json").read_text())
     assert report["real_s"] >= 3.6 and len(report["iterations"]) >= 2
+
+
+def test_killing_the_finetuner_leaves_the_policy_node_flying_the_last_accepted_policy(tmp_path: Path) -> None:
+    proc = _launch(tmp_path, "quadrotor_finetune.launch.xml", 152)
+    launch = Output(proc)
+    assert launch.wait_for("deployed /", 240), "".join(launch.lines)[-3000:]  # the first accepted policy was handed over
+    (line,) = [t for t in launch.lines if "finetuner: started, pid" in t]
+    os.kill(int(line.split("pid")[1]), signal.SIGKILL)
+    launch.wait_for("finetuner: exited", 30)
+    time.sleep(3.0)
+    out = launch.stop()
+    assert "finetuner: exited with status -9" in out or "killed" in out, out[-2000:]
+    (path,) = (tmp_path / "rec").glob("*.mcap")
+    last = _policy_diagnostics(path)[-1]
+    assert last["state"] == "running" and last["policy"].endswith("iter00.onnx") and last["missed_ticks"] == "0"

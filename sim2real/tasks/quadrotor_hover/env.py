@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from sim2real.core.config import read_yaml_mapping
 from sim2real.core.obs import HISTORY_TERM, ObsGroup, ObsTerm
 from sim2real.sim.quadrotor import (
     MODELS,
@@ -139,17 +140,7 @@ class Shift:
     @classmethod
     def from_yaml(cls, path: str | Path) -> Shift:
         """A shift from a YAML mapping of its fields (``config/shifts/*.yaml``); unknown keys are an error."""
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"shift file not found: {path}")
-        try:
-            data = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as e:
-            raise ValueError(f"{path}: not YAML ({e})") from None
-        if not isinstance(data, dict):
-            raise ValueError(f"{path}: expected a mapping of {', '.join(f.name for f in fields(cls))}")
+        data = read_yaml_mapping(path, f"shift ({', '.join(f.name for f in fields(cls))})")
         if "wind" in data:
             data["wind"] = tuple(data["wind"])
         try:

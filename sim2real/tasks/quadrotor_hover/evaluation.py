@@ -23,6 +23,7 @@ from typing import Any
 
 import torch
 
+from sim2real.core.files import save_figure_atomic
 from sim2real.sim.quadrotor import POS, QUAT, RPM, tilt_angle
 from sim2real.sim.registry import EvalRequest
 from sim2real.sim.safety import SafetyLimits
@@ -166,11 +167,7 @@ def plot_trajectories(trajs: dict[str, dict[str, torch.Tensor]], path: str | Pat
         for ax in axes[row]:
             ax.grid(alpha=0.3)
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.stem}.tmp.png")
-    fig.savefig(tmp, dpi=90)
-    plt.close(fig)
-    tmp.replace(path)
+    save_figure_atomic(fig, path, dpi=90)
 
 
 def evaluate_policy(policy: PolicyFn, env_cfg: HoverConfig, request: EvalRequest) -> dict[str, Any]:

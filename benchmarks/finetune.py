@@ -142,10 +142,13 @@ def main() -> int:
     ap.add_argument("--sysid-steps", type=int, default=100_000, help="env steps of SAC in the fitted simulator")
     ap.add_argument("--oracle", nargs="*", default=[], metavar="SHIFT=RUN", help="oracle runs (else trained here)")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "finetune.json"))
+    ap.add_argument("--merge", action="store_true", help="keep the other methods' results already in --out")
     args = ap.parse_args()
     torch.set_num_threads(1)
     oracles = dict(item.split("=", 1) for item in args.oracle)
     results: dict[str, Any] = {"max_real_s": args.max_real_s, "seeds": args.seeds, "shifts": {}}
+    if args.merge and Path(args.out).is_file():
+        results = json.loads(Path(args.out).read_text())
     work = Path(tempfile.mkdtemp(prefix="finetune_bench_"))
     for name in args.shifts:
         shift = Shift.from_yaml(REPO / "config" / "shifts" / f"{name}.yaml")
@@ -155,7 +158,7 @@ def main() -> int:
             raise SystemExit(f"train the oracle first: sim2real train quadrotor-hover --seed 2 "
                              f"{' '.join('--set ' + o for o in overrides)}, then --oracle {name}=RUN")  # fmt: skip
         oracle = evaluate(OnnxPolicy(export_onnx(oracles[name], work / f"oracle_{name}.onnx")), shift)
-        row: dict[str, Any] = {"oracle": oracle, "methods": {}}
+        row: dict[str, Any] = {"oracle": oracle, "methods": dict(results["shifts"].get(name, {}).get("methods", {}))}
         for method in args.methods:
             runs = []
             for seed in args.seeds:

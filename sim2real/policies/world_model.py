@@ -186,11 +186,18 @@ class QuadrotorWorldModel(nn.Module):
             out.append(r)
         return torch.stack(out, 1)
 
-    def rollout(self, state: torch.Tensor, actions: torch.Tensor, dt: float) -> torch.Tensor:
-        """Predicted states ``(K, B, H, 17)`` for start states ``(K, B, 17)`` and actions ``(K, B, H, 4)``."""
+    def rollout(self, state: torch.Tensor, actions: torch.Tensor, dt: float,
+                extra: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+        """Predicted states ``(K, B, H, 17)`` for start states ``(K, B, 17)`` and actions ``(K, B, H, 4)``.
+
+        ``extra``: force (world) and torque (body) ``(B, 3)`` each, added to every member's external ones.
+        """
         k, b, h = actions.shape[:3]
         p = self.params()[:, None].expand(k, b, -1).reshape(k * b, -1)
-        f, t = (x[:, None].expand(k, b, 3).reshape(k * b, 3) for x in self.external())
+        f, t = (x[:, None].expand(k, b, 3) for x in self.external())
+        if extra is not None:
+            f, t = f + extra[0], t + extra[1]
+        f, t = f.reshape(k * b, 3), t.reshape(k * b, 3)
         s = state.reshape(k * b, STATE_DIM)
         out = []
         for i in range(h):

@@ -3,7 +3,8 @@
 :class:`ImaginedHoverEnv` is the hover task (observations, reward, curriculum weights) whose physics step is the
 world model (:class:`~sim2real.policies.world_model.QuadrotorWorldModel`): every imagined quadrotor is one of the
 model's ``K`` bootstrap members (its fitted parameters and external force/torque are also what the critic's
-privileged observation reports), and its episodes start from *real* logged states (:class:`StartBank`: odometry,
+privileged observation reports, with the training's random disturbances on top of the fitted external force and
+torque), and its episodes start from *real* logged states (:class:`StartBank`: odometry,
 the motor speeds the model reconstructs, the action history, the set-point) and last ``horizon`` steps. Per step::
 
     s'_k = model_k(s, a)  for every member k            u = | std_k(v'_k, omega'_k) |  (+ residual disagreement)
@@ -89,6 +90,7 @@ class ImaginedHoverEnv(QuadrotorHoverEnv):
             self._member_force, self._member_torque = model.external()  # (K, 3) each
         self.member = torch.zeros(cfg.num_envs, dtype=torch.long)
         self.uncertainty = torch.zeros(cfg.num_envs)
+        self.extra_force, self.extra_torque = torch.zeros(cfg.num_envs, 3), torch.zeros(cfg.num_envs, 3)
         super().__init__(replace(cfg, device="cpu", compile=False, shift=Shift(), dr=DomainRandomization(enabled=False)))
         self.set_env_steps(reward_env_steps)  # the reward weights where pretraining left them
         self._physics = self._model_step
@@ -111,7 +113,11 @@ class ImaginedHoverEnv(QuadrotorHoverEnv):
             self.state[perturbed, VEL] += uniform(-kick.max_vel, kick.max_vel, (m, 3), g, self.device)
             self.state[perturbed, OMEGA] += uniform(-kick.max_omega, kick.max_omega, (m, 3), g, self.device)
         self.params[ids] = self._member_params[member]
-        self.f_dist[ids], self.t_dist[ids] = self._member_force[member], self._member_torque[member]
+        d = self.cfg.disturbance  # the training's random disturbances on top of the fitted ones: robust, as pretrained
+        self.extra_force[ids] = d.force_std * torch.randn(n, 3, generator=self.gen)
+        self.extra_torque[ids] = d.torque_std * torch.randn(n, 3, generator=self.gen)
+        self.f_dist[ids] = self._member_force[member] + self.extra_force[ids]
+        self.t_dist[ids] = self._member_torque[member] + self.extra_torque[ids]
         self.steps[ids] = 0
         self.ep_return[ids] = 0.0
 
@@ -120,7 +126,8 @@ class ImaginedHoverEnv(QuadrotorHoverEnv):
         """Every member's prediction; each env takes its own member's, the spread is the uncertainty."""
         k, n = self.world_model.k, s.shape[0]
         a = 2.0 * r_sp - 1.0
-        pred = self.world_model.rollout(s[None].expand(k, n, -1), a[None, :, None].expand(k, n, 1, 4), self.cfg.dt)
+        pred = self.world_model.rollout(s[None].expand(k, n, -1), a[None, :, None].expand(k, n, 1, 4), self.cfg.dt,
+                                        (self.extra_force, self.extra_torque))  # fmt: skip
         pred = pred[:, :, 0]  # (K, N, 17)
         spread = pred[:, :, TWIST].std(0).norm(dim=-1) if k > 1 else torch.zeros(n)
         if self.world_model.residual is not None:
@@ -216,14 +223,11 @@ class HoverImagination:
         """A deterministic policy flown in every member of the model from real start states (the gate's figures).
 
         ``perturbed``: every start knocked about (:data:`PERTURBATION`); else the real states as they were.
-        Returns ``error_m`` (mean position error over the rollouts), ``min_margin`` (smallest safety margin of any
+        Returns ``error_m`` (mean position error over the second half of the rollouts: settled), ``min_margin`` (smallest safety margin of any
         member at any step of a rollout that stayed within the limits) and ``violations`` (rollouts that crossed one).
         """
         steps = int(round(seconds / self.cfg.dt))
         env = self.env(model, flights, episodes, steps + 1, 0.0, seed, float(perturbed))
-        env.member[:] = torch.arange(episodes) % model.k  # every member flies the same share of starts
-        env.params[:], env.f_dist[:] = env._member_params[env.member], env._member_force[env.member]
-        env.t_dist[:] = env._member_torque[env.member]
         obs, errs, pos_err = env.observe(), [], env.spec.obs_groups["critic"].slice("position_error")
         margin, violated = torch.full((episodes,), math.inf), torch.zeros(episodes, dtype=torch.bool)
         for _ in range(steps):
@@ -233,7 +237,7 @@ class HoverImagination:
             last = info["final_obs"]["critic"]  # the state it arrived in, before any restart
             errs.append(last[:, pos_err].norm(dim=-1))  # noise-free
             margin = torch.where(terminated, margin, torch.minimum(margin, self.limits.margins(env.state, self.home)))
-        err = torch.stack(errs)  # (steps, E)
+        err = torch.stack(errs)[steps // 2 :]  # (steps / 2, E): the settled second half, as the evaluation measures
         return {"error_m": float(err.mean()), "min_margin": float(margin[~violated].min()) if not bool(violated.all())
                 else -1.0, "violations": float(violated.sum())}  # fmt: skip
 

@@ -223,8 +223,9 @@ class HoverImagination:
         """A deterministic policy flown in every member of the model from real start states (the gate's figures).
 
         ``perturbed``: every start knocked about (:data:`PERTURBATION`); else the real states as they were.
-        Returns ``error_m`` (mean position error over the second half of the rollouts: settled), ``min_margin`` (smallest safety margin of any
-        member at any step of a rollout that stayed within the limits) and ``violations`` (rollouts that crossed one).
+        Returns ``error_m`` (mean position error over the second half of the rollouts: settled), ``min_margin``
+        (smallest safety margin of any member at any step of a rollout that stayed within the limits) and
+        ``violations`` (rollouts that crossed one).
         """
         steps = int(round(seconds / self.cfg.dt))
         env = self.env(model, flights, episodes, steps + 1, 0.0, seed, float(perturbed))

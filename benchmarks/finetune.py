@@ -41,6 +41,7 @@ from sim2real.core.files import write_text_atomic
 from sim2real.core.policy_file import OnnxPolicy
 from sim2real.export.onnx import export_onnx
 from sim2real.policies.finetune import FinetuneConfig, Finetuner, load_pretrained
+from sim2real.policies.replay import ReplayBuffer
 from sim2real.policies.runner import Runner
 from sim2real.policies.sac import SAC
 from sim2real.policies.world_model import WorldModelConfig, fit
@@ -107,10 +108,13 @@ def run_real_sac(shift: Shift, seed: int, max_real_s: float) -> dict[str, Any]:
     agent.load_state_dict(pre.agent_state)
     a_key, c_key = pre.cfg.sac.actor_obs, pre.cfg.sac.critic_obs
     env.set_env_steps(pre.env_steps)
-    rows: dict[str, list[torch.Tensor]] = {k: [] for k in ("oa", "oc", "a", "r", "noa", "noc", "d")}
     gen = torch.Generator().manual_seed(seed + 1)
     obs, violations, curve = robot.obs, 0, []
     steps, every = int(round(max_real_s / env.cfg.dt)), int(round(2.0 / env.cfg.dt))
+    dims = {"obs_actor": obs[a_key].shape[1], "obs_critic": obs[c_key].shape[1], "action": 4,
+            "next_obs_actor": obs[a_key].shape[1], "next_obs_critic": obs[c_key].shape[1]}  # fmt: skip
+    replay = ReplayBuffer(steps, {**{k: ((d,), torch.float32) for k, d in dims.items()},
+                                  "reward": ((), torch.float32), "terminated": ((), torch.float32)})  # fmt: skip
     for t in range(steps):
         if t % every == 0:
             env.target[:] = (2 * torch.rand(1, 3, generator=gen) - 1) * 0.2
@@ -118,16 +122,14 @@ def run_real_sac(shift: Shift, seed: int, max_real_s: float) -> dict[str, Any]:
         action = agent.act(obs)
         nxt, reward, terminated, _, info = env.step(action)
         violations += int(limits.margins(env.state, torch.zeros(3))[0] < 0)
-        for k, v in zip(rows, (obs[a_key], obs[c_key], action, reward, info["final_obs"][a_key],
-                               info["final_obs"][c_key], terminated.float())):  # fmt: skip
-            rows[k].append(v)
+        replay.add(obs_actor=obs[a_key], obs_critic=obs[c_key], action=action, reward=reward,
+                   next_obs_actor=info["final_obs"][a_key], next_obs_critic=info["final_obs"][c_key],
+                   terminated=terminated.float())  # fmt: skip
         obs = nxt
-        if t >= 256:
+        if t >= 256:  # rows are in arrival order (the buffer holds the whole flight): a uniform draw of them
             idx = torch.randint(t + 1, (pre.cfg.sac.batch_size,), generator=gen)
-            cat = {k: torch.cat(v)[idx] for k, v in rows.items()}
-            agent.update({"obs_actor": cat["oa"], "obs_critic": cat["oc"], "action": cat["a"], "reward": cat["r"],
-                          "next_obs_actor": cat["noa"], "next_obs_critic": cat["noc"], "terminated": cat["d"]})  # fmt: skip
-        if (t + 1) % every == 0 and (t + 1) % (5 * every) == 0:
+            agent.update({k: v[idx] for k, v in replay.data.items()})
+        if (t + 1) % (5 * every) == 0:
             curve.append([(t + 1) * env.cfg.dt, evaluate(lambda o: agent.act({a_key: o}, deterministic=True), shift)["error_m"]])
     final = evaluate(lambda o: agent.act({a_key: o}, deterministic=True), shift)
     return {**final, "violation_steps": violations, "curve": curve}

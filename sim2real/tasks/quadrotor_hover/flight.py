@@ -12,7 +12,6 @@ the steps that violated the :class:`~sim2real.sim.safety.SafetyLimits`.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -23,9 +22,8 @@ from sim2real.policies.world_model import ODOM_DIM, Flight
 from sim2real.sim.quadrotor import POS, QUAT, RPM
 from sim2real.sim.safety import SafetyLimits
 from sim2real.tasks.quadrotor_hover.env import QuadrotorHoverEnv, Shift, hover_eval_config
+from sim2real.tasks.quadrotor_hover.evaluation import PolicyFn
 
-PolicyFn = Callable[[torch.Tensor], torch.Tensor]
-"""Maps the ``policy`` observation ``(1, obs_dim)`` to actions ``(1, 4)`` (e.g. an ``OnnxPolicy``)."""
 NO_SHIFT, LIMITS = Shift(), SafetyLimits()
 Schedule = list[tuple[float, tuple[float, float, float]]]
 """Set-points held in turn: ``[(seconds, (x, y, z)), ...]``."""
@@ -81,11 +79,6 @@ class SimulatedRobot:
         s[:, POS], s[:, QUAT], s[:, RPM] = self.home, torch.tensor([1.0, 0, 0, 0]), self.env.model.hover_speed()
         self.env.set_state(s)
 
-    @property
-    def seconds(self) -> float:
-        """Seconds flown so far."""
-        return self.t * self.dt
-
     def deploy(self, policy_file: Path) -> None:
         """Fly this exported policy from now on (the finetuning loop's hand-over)."""
         self.policy, self.deployed_file = OnnxPolicy(policy_file), Path(policy_file)
@@ -107,19 +100,20 @@ class SimulatedRobot:
         if not seconds > 0:
             raise ValueError(f"seconds must be > 0, got {seconds}")
         steps = int(round(seconds / self.dt))
-        if schedule is not None:
-            for _, point in schedule:
-                problem = self.limits.setpoint_problem(torch.tensor(point, dtype=torch.float32), self.home[0])
-                if problem:
-                    raise ValueError(problem)
-            ends = torch.cumsum(torch.tensor([round(d / self.dt) for d, _ in schedule]), 0)
+        switch: dict[int, tuple[float, float, float]] = {}  # step -> the set-point commanded from it on
+        start = 0
+        for duration, point in schedule or []:
+            problem = self.limits.setpoint_problem(torch.tensor(point, dtype=torch.float32), self.home[0])
+            if problem:
+                raise ValueError(problem)
+            switch[start] = point
+            start += round(duration / self.dt)
         env = self.env
         odom, actions, targets = [env.state[0, :ODOM_DIM].clone()], [], [env.target[0].clone()]
         for i in range(steps):
             if schedule is not None:
-                j = min(int(torch.searchsorted(ends, torch.tensor(i), right=True)), len(schedule) - 1)
-                if i == 0 or (j > 0 and i == int(ends[j - 1])):
-                    env.target[:] = torch.tensor([schedule[j][1]], dtype=torch.float32)
+                if i in switch:
+                    env.target[:] = torch.tensor([switch[i]], dtype=torch.float32)
                     self.obs = env.observe()
             elif self.t % self.every == 0:
                 env.target[:] = self.home + (2 * torch.rand(1, 3, generator=self.gen) - 1) * self.range_m

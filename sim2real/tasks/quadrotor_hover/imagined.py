@@ -20,23 +20,21 @@ of a policy in the model.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
 
-from sim2real.policies.world_model import ODOM_DIM, Flight, QuadrotorWorldModel, model_slice
+from sim2real.policies.world_model import Flight, QuadrotorWorldModel, model_slice
 from sim2real.sim.quadrotor import MODELS, OMEGA, POS, QUAT, TWIST, VEL, quat_multiply, random_quaternions
 from sim2real.sim.safety import SafetyLimits
 from sim2real.sim.vecenv import deg, uniform
 from sim2real.tasks.quadrotor_hover.env import EVAL_STARTS, DomainRandomization, HoverConfig, QuadrotorHoverEnv, Shift
+from sim2real.tasks.quadrotor_hover.evaluation import PolicyFn
 
 PERTURBATION = EVAL_STARTS["nominal"]
 """How a perturbed start is knocked away from its real state: the evaluation's nominal start distribution."""
 
-PolicyFn = Callable[[torch.Tensor], torch.Tensor]
-"""Maps the ``policy`` observation ``(N, obs_dim)`` to actions ``(N, 4)``."""
 
 
 @dataclass
@@ -243,4 +241,4 @@ class HoverImagination:
                 else -1.0, "violations": float(violated.sum())}  # fmt: skip
 
 
-__all__ = ["HoverImagination", "ImaginedHoverEnv", "StartBank", "start_bank", "ODOM_DIM"]
+__all__ = ["HoverImagination", "ImaginedHoverEnv", "StartBank", "start_bank"]

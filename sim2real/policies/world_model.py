@@ -26,6 +26,10 @@ constants and the external force and torque, and keeps the inertia at its prior 
 With ``WorldModelConfig.residual`` set, an ensemble of small networks (:mod:`sim2real.policies.residual`) is then
 trained on what the fitted physics still misses one step ahead; rollouts add its mean correction and its
 disagreement is the model's uncertainty.
+
+``WorldModelConfig.physics = False`` is the purely learned model of MBPO-style model-based RL, kept for the
+comparison: no physics step and no motor model (a step holds the odometry and takes the command as the motor
+state), and the ensemble learns the whole odometry increment from the data alone.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from sim2real.policies.residual import CORRECTED, ResidualConfig, ResidualEnsemble, features, fit_residual
-from sim2real.sim.quadrotor import OMEGA, POS, STATE_DIM, QuadrotorDynamics, QuadrotorModel
+from sim2real.policies.residual import CORRECTED, WHOLE, ResidualConfig, ResidualEnsemble, features, fit_residual
+from sim2real.sim.quadrotor import OMEGA, POS, QUAT, RPM, STATE_DIM, QuadrotorDynamics, QuadrotorModel
 
 ODOM_DIM = OMEGA.stop
 """Odometry width: position 3 | quaternion 4 | velocity (world) 3 | angular velocity (body) 3."""
@@ -130,15 +134,17 @@ class WorldModelConfig:
     """The last part of the data (in time) kept for the prediction errors of the report."""
     residual: ResidualConfig | None = None
     """Train the learned residual ensemble after the physics (None: physics only)."""
+    physics: bool = True
+    """False: no physics prior at all, a purely learned ensemble (``residual``, default settings if None)."""
     seed: int = 0
 
 
 class QuadrotorWorldModel(nn.Module):
     """``K`` quadrotor models (a bootstrap ensemble) around one nominal model; see the module docstring."""
 
-    def __init__(self, nominal: QuadrotorModel, k: int = 1) -> None:
+    def __init__(self, nominal: QuadrotorModel, k: int = 1, physics: bool = True) -> None:
         super().__init__()
-        self.nominal_model = nominal
+        self.nominal_model, self.physics = nominal, physics
         self.dyn = QuadrotorDynamics(nominal)
         self.register_buffer("nominal", torch.tensor(nominal.param_vector(), dtype=torch.float32))
         self.nominal: torch.Tensor
@@ -173,10 +179,13 @@ class QuadrotorWorldModel(nn.Module):
         """Motor speeds ``(K, T + 1, 4)`` reconstructed from actions ``(T, 4)`` by each model's motor model.
 
         ``r_{t+1} = r_sp + (r_t - r_sp) exp(-dt / tau)``, ``tau`` = rise or fall constant, from ``r0`` (default: the
-        first set-point).
+        first set-point). Without the physics the motor state is the last command: ``r_{t+1} = r_sp``.
         """
         p = self.params()
         r_sp = (action.clamp(-1.0, 1.0) + 1.0) * 0.5  # (T, 4)
+        if not self.physics:
+            first = r_sp[:1].expand(self.k, 4) if r0 is None else r0
+            return torch.cat((first[:, None], r_sp[None].expand(self.k, -1, -1)), 1)
         rise, fall = torch.exp(-dt / p[:, 8:9]), torch.exp(-dt / p[:, 9:10])  # (K, 1)
         r = r_sp[:1].expand(self.k, 4) if r0 is None else r0
         out = [r]
@@ -187,13 +196,16 @@ class QuadrotorWorldModel(nn.Module):
         return torch.stack(out, 1)
 
     def rollout(self, state: torch.Tensor, actions: torch.Tensor, dt: float,
-                extra: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:  # fmt: skip
+                extra: tuple[torch.Tensor, torch.Tensor] | None = None,
+                scale: torch.Tensor | None = None) -> torch.Tensor:  # fmt: skip
         """Predicted states ``(K, B, H, 17)`` for start states ``(K, B, 17)`` and actions ``(K, B, H, 4)``.
 
-        ``extra``: force (world) and torque (body) ``(B, 3)`` each, added to every member's external ones.
+        ``extra``: force (world) and torque (body) ``(B, 3)`` each, added to every member's external ones;
+        ``scale``: ``(B, 10)`` factors on every member's parameter row (a domain randomisation around the fit).
         """
         k, b, h = actions.shape[:3]
-        p = self.params()[:, None].expand(k, b, -1).reshape(k * b, -1)
+        p = self.params()[:, None].expand(k, b, -1)
+        p = (p if scale is None else p * scale).reshape(k * b, -1)
         f, t = (x[:, None].expand(k, b, 3) for x in self.external())
         if extra is not None:
             f, t = f + extra[0], t + extra[1]
@@ -202,10 +214,17 @@ class QuadrotorWorldModel(nn.Module):
         out = []
         for i in range(h):
             a = actions[:, :, i].reshape(k * b, 4)
-            nxt = self.dyn.rk4_step(s, (a.clamp(-1.0, 1.0) + 1.0) * 0.5, p, f, t, dt)
+            r_sp = (a.clamp(-1.0, 1.0) + 1.0) * 0.5
+            if self.physics:
+                nxt = self.dyn.rk4_step(s, r_sp, p, f, t, dt)
+            else:  # hold the odometry; the motor state is the command (the ensemble predicts the increment)
+                nxt = torch.cat((s[:, : RPM.start], r_sp), 1)
             if self.residual is not None:  # what the physics misses, from the state the step started in
-                fix = self.residual.correction(s, a)
-                nxt = torch.cat((nxt[:, : CORRECTED.start], nxt[:, CORRECTED] + fix, nxt[:, CORRECTED.stop :]), 1)
+                x, fix = self.residual.target, self.residual.correction(s, a)
+                nxt = torch.cat((nxt[:, : x.start], nxt[:, x] + fix, nxt[:, x.stop :]), 1)
+                if not self.physics:  # a learned quaternion increment leaves the unit sphere
+                    q = nxt[:, QUAT] / nxt[:, QUAT].norm(dim=-1, keepdim=True).clamp_min(1e-6)
+                    nxt = torch.cat((nxt[:, : QUAT.start], q, nxt[:, QUAT.stop :]), 1)
             s = nxt
             out.append(s)
         return torch.stack(out, 1).reshape(k, b, h, STATE_DIM)
@@ -280,7 +299,7 @@ def prediction_error(model: QuadrotorWorldModel, flights: list[Flight], steps: i
 
 def model_slice(model: QuadrotorWorldModel) -> QuadrotorWorldModel:
     """A one-model world model with the ensemble's mean parameters."""
-    one = QuadrotorWorldModel(model.nominal_model, 1)
+    one = QuadrotorWorldModel(model.nominal_model, 1, model.physics)
     one.residual = model.residual
     with torch.no_grad():
         one.log_scale.copy_(model.log_scale.mean(0, keepdim=True))
@@ -313,6 +332,8 @@ def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | 
     if not windows:
         raise ValueError(f"no {cfg.horizon}-step window in the data after cleaning ({counts})")
     gen = torch.Generator().manual_seed(cfg.seed)
+    if not cfg.physics:
+        return _fit_learned(train, held, nominal, cfg, burn_in, {**counts, "train_windows": len(windows)})
     model = init if init is not None else QuadrotorWorldModel(nominal, cfg.bootstrap)
     model.residual = None  # the physics is fitted alone
     # every flight laid end to end: a window (flight i, step t) starts at odometry row o_i + t, action row a_i + t
@@ -370,9 +391,23 @@ def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | 
     return model, report
 
 
+def _fit_learned(train: list[Flight], held: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig,
+                 burn_in: int, data: dict[str, int]) -> tuple[QuadrotorWorldModel, FitReport]:  # fmt: skip
+    """The purely learned model (``cfg.physics = False``): only the ensemble, on whole odometry increments."""
+    model = QuadrotorWorldModel(nominal, 1, physics=False)
+    model.residual = _train_residual(model, train, burn_in, cfg.residual or ResidualConfig(seed=cfg.seed), WHOLE)
+    report = FitReport({}, {**data, "held_out_steps": sum(f.steps for f in held)})
+    if held:
+        report.prediction_error = {
+            name: {"1_step_m": prediction_error(m, held, 1, burn_in), "50_step_m": prediction_error(m, held, 50, burn_in)}
+            for name, m in (("fitted", model), ("prior", QuadrotorWorldModel(nominal, 1)))
+        }
+    return model, report
+
+
 def _train_residual(physics: QuadrotorWorldModel, flights: list[Flight], burn_in: int,
-                    cfg: ResidualConfig) -> ResidualEnsemble:  # fmt: skip
-    """The residual ensemble on the one-step errors of the fitted physics (mean model) over ``flights``."""
+                    cfg: ResidualConfig, target: slice = CORRECTED) -> ResidualEnsemble:  # fmt: skip
+    """The ensemble on the one-step errors of ``target`` of the fitted physics (mean model) over ``flights``."""
     xs, ys = [], []
     with torch.no_grad():
         for f in flights:
@@ -381,6 +416,6 @@ def _train_residual(physics: QuadrotorWorldModel, flights: list[Flight], burn_in
             a = f.action[burn_in:]
             pred = physics.rollout(s[None], a[None, :, None], f.dt)[0, :, 0]
             xs.append(features(s, a))
-            ys.append(f.odom[burn_in + 1 :, CORRECTED] - pred[:, CORRECTED])
-    return fit_residual(torch.cat(xs), torch.cat(ys), cfg)
+            ys.append(f.odom[burn_in + 1 :, target] - pred[:, target])
+    return fit_residual(torch.cat(xs), torch.cat(ys), cfg, target)
 

@@ -459,9 +459,10 @@ class Finetuner:
         if not self.quiet:
             g = row["gate"]
             verdict = "deployed" if g["accepted"] else "rejected: " + "; ".join(g["reasons"])
+            p = row["parameters"]  # empty for a purely learned model
+            fitted = " ".join(f"{n} x{p[n]['mean']:.3f}" for n in ("mass", "thrust") if n in p) or "learned model"
             print(f"[{row['real_s']:5.1f} s real] error {row['real_error_m']:.4f} m, margin {row['real_min_margin']:.2f}"
-                  f"{' (rolled back)' if row['rolled_back'] else ''} | mass x{row['parameters']['mass']['mean']:.3f} "
-                  f"thrust x{row['parameters']['thrust']['mean']:.3f} | predicted {g['candidate']['error_m']:.4f} "
+                  f"{' (rolled back)' if row['rolled_back'] else ''} | {fitted} | predicted {g['candidate']['error_m']:.4f} "
                   f"({g['candidate_perturbed']['error_m']:.4f} perturbed) vs {g['deployed']['error_m']:.4f} "
                   f"({g['deployed_perturbed']['error_m']:.4f}) m: {verdict}", flush=True)  # fmt: skip
         self._report()

@@ -10,16 +10,19 @@ and the ONNX exported from it) and may use ``--max-real-s`` seconds of flight on
   simulator with the fitted physics (warm-started from the pretrained agent, ``--sysid-steps`` env steps);
 * ``real_sac``: SAC directly on the robot, with its usual stochastic exploration (warm-started from the pretrained
   agent, one update per step); its safety-limit violations on the robot are counted;
+* ``mbpo``: the same loop with a purely learned world model (an ensemble on the odometry increments, no physics
+  prior: ``world_model.physics=false``), as MBPO-style model-based RL learns it;
 * ``ours``: :mod:`sim2real.policies.finetune` (deterministic flights, world model, SAC in imagination, gate).
 
 Each final policy is evaluated like ``sim2real eval`` on the shifted physics (200 nominal starts, mean error over
-the last 2 s); the *oracle* is a policy trained from scratch on the shifted physics in simulation
-(``sim2real train quadrotor-hover --seed S --set env.shift.mass=...``, passed with ``--oracle SHIFT=RUN``, or
-trained here). Gap closed = (none - method) / (none - oracle). Prints a table, writes
+the last 2 s of every episode, one that left the box counting as the box's half-width); the *oracle* is a policy
+trained from scratch on the shifted physics in simulation (``sim2real train quadrotor-hover --seed S --set
+env.shift.mass=...``, passed with ``--oracle SHIFT=RUN``). Gap closed = (none - method) / (none - oracle). Prints a table, writes
 ``benchmarks/results/finetune.json`` and ``docs/figures/finetune.png`` (real-data seconds vs error).
 
     python benchmarks/finetune.py [--shifts heavy_weak all] [--seeds 0 1 2] [--max-real-s 60]
-        [--methods none sysid real_sac ours] [--oracle heavy_weak=runs/... ...]
+        [--methods none sysid real_sac mbpo ours] [--baseline-seeds 0] [--oracle heavy_weak=runs/... ...]
+    python benchmarks/finetune.py --combine a.json b.json   # one table and plot from per-shift runs
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from typing import Any
 import torch
 
 from sim2real.core.config import config_to_dict
-from sim2real.core.files import write_text_atomic
+from sim2real.core.files import save_figure_atomic, write_text_atomic
 from sim2real.core.policy_file import OnnxPolicy
 from sim2real.export.onnx import export_onnx
 from sim2real.policies.finetune import FinetuneConfig, Finetuner, load_pretrained
@@ -58,14 +61,18 @@ POLICY = REPO / "tests" / "data" / "quadrotor_hover.onnx"
 
 def evaluate(policy: Any, shift: Shift, episodes: int = 200) -> dict[str, float]:
     m = hover_metrics(rollout_hover(policy, "nominal", episodes, 0, HoverConfig(shift=shift)))
-    return {"error_m": m["pos_error_last2s_m"], "left_box": m["left_box_fraction"]}
+    return {"error_m": m["pos_error_all_last2s_m"], "left_box": m["left_box_fraction"],
+            "error_inside_m": m["pos_error_last2s_m"]}  # fmt: skip
 
 
-def run_ours(shift: Shift, seed: int, max_real_s: float, out: Path) -> dict[str, Any]:
+def run_ours(shift: Shift, seed: int, max_real_s: float, out: Path, learned_only: bool = False) -> dict[str, Any]:
+    """Our loop; ``learned_only``: with the purely learned world model instead (the MBPO-style baseline)."""
     robot = SimulatedRobot(shift, seed=seed)
     robot.deploy(POLICY)
-    ft = Finetuner(FinetuneConfig(max_real_s=max_real_s, seed=seed), load_pretrained(PRETRAINED), robot,
-                   lambda c, o: export_onnx(c, o), out, POLICY, quiet=True)  # fmt: skip
+    cfg = FinetuneConfig(max_real_s=max_real_s, seed=seed)
+    if learned_only:
+        cfg = replace(cfg, world_model=replace(cfg.world_model, physics=False, bootstrap=1))
+    ft = Finetuner(cfg, load_pretrained(PRETRAINED), robot, lambda c, o: export_onnx(c, o), out, POLICY, quiet=True)
     report = ft.run()
     errors = {str(POLICY): evaluate(OnnxPolicy(POLICY), shift)["error_m"]}
     curve = [[0.0, errors[str(POLICY)]]]
@@ -137,12 +144,16 @@ def run_real_sac(shift: Shift, seed: int, max_real_s: float) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shifts", nargs="+", default=["heavy_weak", "all"])
+    ap.add_argument("--shifts", nargs="+", default=["heavy_weak", "slow_motors", "wind", "all"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--baseline-seeds", nargs="+", type=int, default=None,
+                    help="seeds of sysid, real_sac and mbpo (default: --seeds)")
+    ap.add_argument("--combine", nargs="+", default=[], metavar="JSON",
+                    help="merge the shifts of earlier result files (and --oracle) into --out, print the table, plot; run nothing")
     ap.add_argument("--max-real-s", type=float, default=60.0)
-    ap.add_argument("--methods", nargs="+", default=["none", "sysid", "real_sac", "ours"])
+    ap.add_argument("--methods", nargs="+", default=["none", "sysid", "real_sac", "mbpo", "ours"])
     ap.add_argument("--sysid-steps", type=int, default=100_000, help="env steps of SAC in the fitted simulator")
-    ap.add_argument("--oracle", nargs="*", default=[], metavar="SHIFT=RUN", help="oracle runs (else trained here)")
+    ap.add_argument("--oracle", nargs="*", default=[], metavar="SHIFT=RUN", help="oracle run per shift")
     ap.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "finetune.json"))
     ap.add_argument("--merge", action="store_true", help="keep the other methods' results already in --out")
     args = ap.parse_args()
@@ -151,26 +162,23 @@ def main() -> int:
     results: dict[str, Any] = {"max_real_s": args.max_real_s, "seeds": args.seeds, "shifts": {}}
     if args.merge and Path(args.out).is_file():
         results = json.loads(Path(args.out).read_text())
+    for path in args.combine:
+        results["shifts"].update(json.loads(Path(path).read_text())["shifts"])
     work = Path(tempfile.mkdtemp(prefix="finetune_bench_"))
-    for name in args.shifts:
+    for name in [] if args.combine else args.shifts:
         shift = Shift.from_yaml(REPO / "config" / "shifts" / f"{name}.yaml")
-        if name not in oracles:
-            overrides = [f"env.shift.{k}={','.join(map(str, v)) if isinstance(v, tuple) else v}" for k, v in
-                         config_to_dict(shift).items() if k != "drag"]  # fmt: skip
-            raise SystemExit(f"train the oracle first: sim2real train quadrotor-hover --seed 2 "
-                             f"{' '.join('--set ' + o for o in overrides)}, then --oracle {name}=RUN")  # fmt: skip
-        oracle = evaluate(OnnxPolicy(export_onnx(oracles[name], work / f"oracle_{name}.onnx")), shift)
-        row: dict[str, Any] = {"oracle": oracle, "methods": dict(results["shifts"].get(name, {}).get("methods", {}))}
+        row: dict[str, Any] = dict(results["shifts"].get(name, {}))
+        row["methods"] = dict(row.get("methods", {}))
         for method in args.methods:
             runs = []
-            for seed in args.seeds:
+            for seed in args.seeds if method in ("none", "ours") else args.baseline_seeds or args.seeds:
                 t0 = time.time()
                 out = work / name / method / f"s{seed}"
                 out.mkdir(parents=True, exist_ok=True)
                 if method == "none":
                     r = {**evaluate(OnnxPolicy(POLICY), shift), "violation_steps": 0, "curve": []}
-                elif method == "ours":
-                    r = run_ours(shift, seed, args.max_real_s, out)
+                elif method in ("ours", "mbpo"):
+                    r = run_ours(shift, seed, args.max_real_s, out, learned_only=method == "mbpo")
                 elif method == "sysid":
                     r = run_sysid(shift, seed, args.max_real_s, args.sysid_steps, out)
                 elif method == "real_sac":
@@ -183,18 +191,29 @@ def main() -> int:
                       f"violations {r['violation_steps']}, {r['time_s']:.0f} s", flush=True)  # fmt: skip
             row["methods"][method] = {"runs": runs, "error_m": statistics.mean(r["error_m"] for r in runs),
                                       "violation_steps": sum(r["violation_steps"] for r in runs)}  # fmt: skip
+        results["shifts"][name] = row
+        write_text_atomic(Path(args.out), json.dumps(results, indent=2, default=float) + "\n")
+    for name, run in oracles.items():  # the oracles (also for --combine): gap closed = (none - x) / (none - oracle)
+        if name not in results["shifts"]:
+            continue
+        row = results["shifts"][name]
+        shift = Shift.from_yaml(REPO / "config" / "shifts" / f"{name}.yaml")
+        row["oracle"] = evaluate(OnnxPolicy(export_onnx(run, work / f"oracle_{name}.onnx")), shift)
         none = row["methods"].get("none", {}).get("error_m")
         for m in row["methods"].values():
             if none is not None:
-                m["gap_closed"] = [(none - r["error_m"]) / (none - oracle["error_m"]) for r in m["runs"]]
-        results["shifts"][name] = row
-        write_text_atomic(Path(args.out), json.dumps(results, indent=2, default=float) + "\n")
+                m["gap_closed"] = [(none - r["error_m"]) / (none - row["oracle"]["error_m"]) for r in m["runs"]]
+    write_text_atomic(Path(args.out), json.dumps(results, indent=2, default=float) + "\n")
+    missing = [n for n, row in results["shifts"].items() if "oracle" not in row]
+    if missing:
+        print(f"no oracle for {', '.join(missing)}: train it (sim2real train quadrotor-hover --seed 2 --set "
+              f"env.shift.mass=... as in config/shifts/), then --combine {args.out} --oracle SHIFT=RUN")  # fmt: skip
     print(f"\n{'shift':10s} {'method':9s} {'error m':>8s} {'gap closed (per seed)':>28s} {'violations':>10s}  oracle")
     for name, row in results["shifts"].items():
         for method, m in row["methods"].items():
             gaps = " ".join(f"{g:5.0%}" for g in m.get("gap_closed", []))
-            print(f"{name:10s} {method:9s} {m['error_m']:8.4f} {gaps:>28s} {m['violation_steps']:10d}  "
-                  f"{row['oracle']['error_m']:.4f}")  # fmt: skip
+            oracle = f"{row['oracle']['error_m']:.4f}" if "oracle" in row else "-"
+            print(f"{name:10s} {method:9s} {m['error_m']:8.4f} {gaps:>28s} {m['violation_steps']:10d}  {oracle}")
     _plot(results, REPO / "docs" / "figures" / "finetune.png")
     print(f"wrote {args.out}")
     return 0
@@ -218,14 +237,14 @@ def _plot(results: dict[str, Any], path: Path) -> None:
             xs = [p[0] for p in curves[0]]
             ys = [statistics.mean(c[i][1] for c in curves if i < len(c)) for i in range(len(xs))]
             ax.plot(xs, ys, "-o", label=method)
-        ax.axhline(row["oracle"]["error_m"], color="k", lw=0.8, label="oracle")
+        if "oracle" in row:
+            ax.axhline(row["oracle"]["error_m"], color="k", lw=0.8, label="oracle")
         ax.set(title=name, xlabel="real flight data [s]", ylabel="error on the shifted quadrotor [m]")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+    save_figure_atomic(fig, path)
 
 
 if __name__ == "__main__":

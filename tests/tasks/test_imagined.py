@@ -40,6 +40,10 @@ def test_the_imagined_step_is_the_simulator_step_of_its_member() -> None:
     heavy = env.member == 1
     assert bool(heavy.any()) and bool((~heavy).any())
     assert bool((info["uncertainty"] > 0).all())  # the members disagree, everywhere
+    # each episode randomised around its member as the training randomised around the nominal model
+    dr, tau = HoverConfig().dr, env.scale[:, 8]
+    assert torch.allclose(env.params, model.params()[env.member].detach() * env.scale) and float(tau.std()) > 0
+    assert bool(((tau >= dr.motor_tau[0]) & (tau <= dr.motor_tau[1])).all())
 
 
 def test_imagined_rollouts_end_at_the_safety_limits_and_pay_for_uncertainty() -> None:

@@ -109,6 +109,17 @@ class DomainRandomization:
     torque_coeff: tuple[float, float] = (0.9, 1.1)
     motor_tau: tuple[float, float] = (0.8, 1.2)
 
+    def factors(self, n: int, gen: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
+        """``(n, 10)`` factors on parameter rows (:data:`~sim2real.sim.quadrotor.PARAM_NAMES`); ones if disabled."""
+        f = torch.ones(n, 10, device=device)
+        if self.enabled:
+            f[:, 0] = uniform(*self.mass, (n,), gen, device)
+            f[:, 1:4] = uniform(*self.inertia, (n, 3), gen, device)
+            f[:, 4:7] = uniform(*self.thrust, (n, 1), gen, device)
+            f[:, 7] = uniform(*self.torque_coeff, (n,), gen, device)
+            f[:, 8:10] = uniform(*self.motor_tau, (n, 1), gen, device)
+        return f
+
 
 @dataclass(frozen=True)
 class Shift:
@@ -391,15 +402,7 @@ class QuadrotorHoverEnv(VecEnv):
         at_origin = torch.rand(n, generator=g, device=dev) < ini.origin_fraction
         s[at_origin, : OMEGA.stop] = torch.tensor([0.0] * 3 + [1.0, 0.0, 0.0, 0.0] + [0.0] * 6, device=dev)
         # Domain randomisation: multiplicative factors on the nominal parameters.
-        p = self.nominal_params.repeat(n, 1)
-        dr = cfg.dr
-        if dr.enabled:
-            p[:, 0] *= uniform(*dr.mass, (n,), g, dev)
-            p[:, 1:4] *= uniform(*dr.inertia, (n, 3), g, dev)
-            p[:, 4:7] *= uniform(*dr.thrust, (n, 1), g, dev)
-            p[:, 7] *= uniform(*dr.torque_coeff, (n,), g, dev)
-            p[:, 8:10] *= uniform(*dr.motor_tau, (n, 1), g, dev)
-        self.params[ids] = cfg.shift.scale(p)
+        self.params[ids] = cfg.shift.scale(self.nominal_params.repeat(n, 1) * cfg.dr.factors(n, g, dev))
         r0 = self.model.hover_speed() if ini.motor_speed is None else ini.motor_speed
         s[:, RPM] = r0
         self.state[ids] = s

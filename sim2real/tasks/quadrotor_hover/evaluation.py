@@ -4,6 +4,7 @@ Figures per start distribution (all episodes 5 s, nominal physics, per-episode r
 
 * ``left_box_fraction``: episodes in which any ``|p_i|`` ever exceeded the 0.6 m box;
 * ``pos_error_last2s_m``: mean ``|p|`` over the last 2 s, averaged over the episodes that stayed inside;
+* ``pos_error_all_last2s_m``: the same over every episode, one that left the box counting as the box (0.6 m);
 * ``tilt_last2s_deg``: mean tilt over the last 2 s (same episodes);
 * ``action_jitter``: mean ``|a_t - a_{t-1}|`` over motors and steps (normalised action units);
 * ``settled_fraction``: episodes that stayed inside and end (last 2 s) within 0.10 m;
@@ -86,6 +87,7 @@ def hover_metrics(traj: dict[str, torch.Tensor], box: float = 0.6, last_s: float
         "episodes": int(pos.shape[1]),
         "left_box_fraction": float(left.float().mean()),
         "pos_error_last2s_m": float(err[inside].mean()) if n_in else math.nan,
+        "pos_error_all_last2s_m": float(torch.where(inside, err.clamp(max=box), box).mean()),
         "pos_error_last2s_p90_m": float(err[inside].quantile(0.9)) if n_in else math.nan,
         "tilt_last2s_deg": float(torch.rad2deg(tilt[-k:].mean(0))[inside].mean()) if n_in else math.nan,
         "action_jitter": float(jitter),

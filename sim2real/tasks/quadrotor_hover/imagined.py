@@ -3,8 +3,10 @@
 :class:`ImaginedHoverEnv` is the hover task (observations, reward, curriculum weights) whose physics step is the
 world model (:class:`~sim2real.policies.world_model.QuadrotorWorldModel`): every imagined quadrotor is one of the
 model's ``K`` bootstrap members (its fitted parameters and external force/torque are also what the critic's
-privileged observation reports, with the training's random disturbances on top of the fitted external force and
-torque), and its episodes start from *real* logged states (:class:`StartBank`: odometry,
+privileged observation reports), with the training's randomisation around the fit: its random disturbances on top
+of the fitted external force and torque, its domain-randomisation factors on the fitted parameters (a fit is a few
+per cent off where the data cannot tell parameters apart, and the policy stays as robust as it was pretrained),
+and its episodes start from *real* logged states (:class:`StartBank`: odometry,
 the motor speeds the model reconstructs, the action history, the set-point) and last ``horizon`` steps. Per step::
 
     s'_k = model_k(s, a)  for every member k            u = | std_k(v'_k, omega'_k) |  (+ residual disagreement)
@@ -26,7 +28,7 @@ from typing import Any
 import torch
 
 from sim2real.policies.world_model import Flight, QuadrotorWorldModel, model_slice
-from sim2real.sim.quadrotor import MODELS, OMEGA, POS, QUAT, TWIST, VEL, quat_multiply, random_quaternions
+from sim2real.sim.quadrotor import MODELS, OMEGA, POS, QUAT, RPM, TWIST, VEL, quat_multiply, random_quaternions
 from sim2real.sim.safety import SafetyLimits
 from sim2real.sim.vecenv import deg, uniform
 from sim2real.tasks.quadrotor_hover.env import EVAL_STARTS, DomainRandomization, HoverConfig, QuadrotorHoverEnv, Shift
@@ -86,6 +88,8 @@ class ImaginedHoverEnv(QuadrotorHoverEnv):
         with torch.no_grad():
             self._member_params = model.params()  # (K, 10)
             self._member_force, self._member_torque = model.external()  # (K, 3) each
+        self.randomization = cfg.dr
+        self.scale = torch.ones(cfg.num_envs, 10)  # each episode's randomisation factors on its member's parameters
         self.member = torch.zeros(cfg.num_envs, dtype=torch.long)
         self.uncertainty = torch.zeros(cfg.num_envs)
         self.extra_force, self.extra_torque = torch.zeros(cfg.num_envs, 3), torch.zeros(cfg.num_envs, 3)
@@ -110,7 +114,11 @@ class ImaginedHoverEnv(QuadrotorHoverEnv):
             self.state[perturbed, QUAT] = quat_multiply(turn, self.state[perturbed, QUAT])
             self.state[perturbed, VEL] += uniform(-kick.max_vel, kick.max_vel, (m, 3), g, self.device)
             self.state[perturbed, OMEGA] += uniform(-kick.max_omega, kick.max_omega, (m, 3), g, self.device)
-        self.params[ids] = self._member_params[member]
+            if kick.motor_speed is not None:  # and the motors where the evaluation starts them (below hover)
+                self.state[perturbed, RPM] = kick.motor_speed
+                self.history[perturbed] = 2 * kick.motor_speed - 1
+        self.scale[ids] = self.randomization.factors(n, self.gen)
+        self.params[ids] = self._member_params[member] * self.scale[ids]
         d = self.cfg.disturbance  # the training's random disturbances on top of the fitted ones: robust, as pretrained
         self.extra_force[ids] = d.force_std * torch.randn(n, 3, generator=self.gen)
         self.extra_torque[ids] = d.torque_std * torch.randn(n, 3, generator=self.gen)
@@ -125,7 +133,7 @@ class ImaginedHoverEnv(QuadrotorHoverEnv):
         k, n = self.world_model.k, s.shape[0]
         a = 2.0 * r_sp - 1.0
         pred = self.world_model.rollout(s[None].expand(k, n, -1), a[None, :, None].expand(k, n, 1, 4), self.cfg.dt,
-                                        (self.extra_force, self.extra_torque))  # fmt: skip
+                                        (self.extra_force, self.extra_torque), self.scale)  # fmt: skip
         pred = pred[:, :, 0]  # (K, N, 17)
         spread = pred[:, :, TWIST].std(0).norm(dim=-1) if k > 1 else torch.zeros(n)
         if self.world_model.residual is not None:

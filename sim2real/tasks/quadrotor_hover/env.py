@@ -109,9 +109,10 @@ class DomainRandomization:
     torque_coeff: tuple[float, float] = (0.9, 1.1)
     motor_tau: tuple[float, float] = (0.8, 1.2)
 
-    def factors(self, n: int, gen: torch.Generator, device: torch.device | str = "cpu") -> torch.Tensor:
-        """``(n, 10)`` factors on parameter rows (:data:`~sim2real.sim.quadrotor.PARAM_NAMES`); ones if disabled."""
-        f = torch.ones(n, 10, device=device)
+    def factors(self, n: int, gen: torch.Generator, device: torch.device | None = None) -> torch.Tensor:
+        """``(n, P)`` factors on parameter rows (:data:`~sim2real.sim.quadrotor.PARAM_NAMES`); ones if disabled."""
+        device = device or torch.device("cpu")
+        f = torch.ones(n, len(PARAM_NAMES), device=device)
         if self.enabled:
             f[:, 0] = uniform(*self.mass, (n,), gen, device)
             f[:, 1:4] = uniform(*self.inertia, (n, 3), gen, device)

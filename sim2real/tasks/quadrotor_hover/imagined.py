@@ -28,7 +28,18 @@ from typing import Any
 import torch
 
 from sim2real.policies.world_model import Flight, QuadrotorWorldModel, model_slice
-from sim2real.sim.quadrotor import MODELS, OMEGA, POS, QUAT, RPM, TWIST, VEL, quat_multiply, random_quaternions
+from sim2real.sim.quadrotor import (
+    MODELS,
+    OMEGA,
+    PARAM_NAMES,
+    POS,
+    QUAT,
+    RPM,
+    TWIST,
+    VEL,
+    quat_multiply,
+    random_quaternions,
+)  # fmt: skip
 from sim2real.sim.safety import SafetyLimits
 from sim2real.sim.vecenv import deg, uniform
 from sim2real.tasks.quadrotor_hover.env import EVAL_STARTS, DomainRandomization, HoverConfig, QuadrotorHoverEnv, Shift
@@ -89,7 +100,7 @@ class ImaginedHoverEnv(QuadrotorHoverEnv):
             self._member_params = model.params()  # (K, 10)
             self._member_force, self._member_torque = model.external()  # (K, 3) each
         self.randomization = cfg.dr
-        self.scale = torch.ones(cfg.num_envs, 10)  # each episode's randomisation factors on its member's parameters
+        self.scale = torch.ones(cfg.num_envs, len(PARAM_NAMES))  # each episode's factors on its member's parameters
         self.member = torch.zeros(cfg.num_envs, dtype=torch.long)
         self.uncertainty = torch.zeros(cfg.num_envs)
         self.extra_force, self.extra_torque = torch.zeros(cfg.num_envs, 3), torch.zeros(cfg.num_envs, 3)

@@ -218,13 +218,11 @@ class HoverImagination:
 
     def real_error(self, flight: Flight, settle_s: float = 1.0) -> float:
         """Mean position error [m] of a real flight over the steps at least ``settle_s`` after a set-point change."""
-        since = torch.zeros(flight.odom.shape[0])
-        changed = (flight.targets[1:] != flight.targets[:-1]).any(-1)
-        count = 0.0
-        for i in range(1, len(since)):
-            count = 0.0 if changed[i - 1] else count + flight.dt
-            since[i] = count
-        settled = since >= settle_s - 1e-9
+        rows = torch.arange(flight.odom.shape[0])
+        changed = torch.zeros(len(rows), dtype=torch.bool)
+        changed[1:] = (flight.targets[1:] != flight.targets[:-1]).any(-1)  # row i holds a new set-point
+        last_change = torch.where(changed, rows, 0).cummax(0).values
+        settled = (rows - last_change) * flight.dt >= settle_s - 1e-9
         if not bool(settled.any()):
             settled[:] = True
         err = (flight.odom[:, POS] - flight.targets).norm(dim=-1)

@@ -187,17 +187,17 @@ def load_pretrained(path: str | Path) -> Pretrained:
     return Pretrained(cfg, ckpt["agent"], int(ckpt.get("env_steps", cfg.total_env_steps)), p)
 
 
-def _snapshot(agent: SAC) -> PolicyFn:
-    """The agent's deterministic policy as it is now (a frozen copy)."""
-    actor, norm = copy.deepcopy(agent.actor).eval(), copy.deepcopy(agent.actor_norm)
-    normalize = agent.cfg.normalize_obs
+class _Snapshot:
+    """The agent's deterministic policy as it is now: frozen copies of its actor and observation normaliser."""
+
+    def __init__(self, agent: SAC) -> None:
+        self.actor, self.norm = copy.deepcopy(agent.actor).eval(), copy.deepcopy(agent.actor_norm)
+        self.normalize = agent.cfg.normalize_obs
 
     @torch.no_grad()
-    def policy(obs: torch.Tensor) -> torch.Tensor:
-        return actor.deterministic(norm(obs) if normalize else obs)
-
-    policy.actor = actor  # type: ignore[attr-defined]
-    return policy
+    def __call__(self, obs: torch.Tensor) -> torch.Tensor:
+        """Actions ``(N, 4)`` for policy observations ``(N, obs_dim)``."""
+        return self.actor.deterministic(self.norm(obs) if self.normalize else obs)
 
 
 def _gate(g: dict[str, dict[str, float]], cfg: FinetuneConfig) -> list[str]:
@@ -269,10 +269,10 @@ class Finetuner:
         self._dims, self._sac_cfg = (probe.spec.obs_dims, probe.spec.action_dim), sac_cfg
         self.agent = self._agent(None)
         self._check_policy_file(first_policy)
-        self.deployed = _snapshot(self.agent)
+        self.deployed = _Snapshot(self.agent)
         self.deployed_actor = copy.deepcopy(self.agent.actor.state_dict())
         self.deployed_file = first_policy
-        self.predecessor: tuple[PolicyFn, dict[str, Any], Path, float] | None = None
+        self.predecessor: tuple[_Snapshot, dict[str, Any], Path, float] | None = None
         """The policy deployed before the current one: policy, actor state, file, its real error."""
         self.model: QuadrotorWorldModel | None = None
         self.flights: list[Flight] = []
@@ -307,7 +307,7 @@ class Finetuner:
         if onnx.obs_dim != x.shape[1]:
             raise CheckpointError(f"{path} reads {onnx.obs_dim} observations, checkpoint {self.pretrained.path} "
                                   f"{x.shape[1]}: the checkpoint does not match the policy")  # fmt: skip
-        diff = float((torch.as_tensor(onnx(x.numpy())) - _snapshot(self.agent)(x)).abs().max())
+        diff = float((torch.as_tensor(onnx(x.numpy())) - _Snapshot(self.agent)(x)).abs().max())
         if not diff <= 1e-4:
             raise CheckpointError(f"checkpoint {self.pretrained.path} does not match the policy {path}: their actions "
                                   f"differ by up to {diff:.3g}")  # fmt: skip
@@ -329,7 +329,7 @@ class Finetuner:
         cfg, imag = self.cfg, self.imagination
         assert self.model is not None
         self.agent = agent = self._agent(self.deployed_actor)
-        agent.set_anchor(self.deployed.actor, cfg.anchor)  # type: ignore[attr-defined]
+        agent.set_anchor(self.deployed.actor, cfg.anchor)
         env = imag.env(self.model, self.flights, cfg.imagined_envs, horizon, cfg.uncertainty_penalty,
                        cfg.seed * 1000 + iteration)  # fmt: skip
         real = imag.real_transitions(self.model, self.flights)
@@ -357,7 +357,7 @@ class Finetuner:
                     batch = {k: torch.cat((v, real[k][pick])) for k, v in batch.items()}
                 metrics = agent.update(batch)
             if (step + 1) % cfg.select_every == 0 or step + 1 == cfg.imagined_steps:  # keep the best snapshot
-                figures = [imag.assess(_snapshot(agent), self.model, self.flights, cfg.select_episodes, cfg.gate_seconds,
+                figures = [imag.assess(_Snapshot(agent), self.model, self.flights, cfg.select_episodes, cfg.gate_seconds,
                                        seed + 1, kick) for kick in (False, True)]  # fmt: skip
                 error = sum(f["error_m"] for f in figures) / 2 + sum(f["violations"] for f in figures)
                 selection.append([float(agent.num_updates), error])
@@ -419,7 +419,7 @@ class Finetuner:
             horizon = cfg.horizon[0] + round((cfg.horizon[1] - cfg.horizon[0]) * min(1.0, iteration / max(cfg.horizon_ramp, 1)))
             t_sac = time.time()
             row.update(self._imagine(horizon, iteration), sac_s=time.time() - t_sac)  # (c) SAC in imagination
-            candidate = _snapshot(self.agent)
+            candidate = _Snapshot(self.agent)
             seed = cfg.seed * 1000 + iteration
             gate = {f"{name}{'_perturbed' if kick else ''}": imag.assess(fn, self.model, self.flights, cfg.gate_episodes,
                                                                         cfg.gate_seconds, seed, kick)

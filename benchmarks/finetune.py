@@ -204,10 +204,12 @@ def main() -> int:
             if none is not None:
                 m["gap_closed"] = [(none - r["error_m"]) / (none - row["oracle"]["error_m"]) for r in m["runs"]]
     write_text_atomic(Path(args.out), json.dumps(results, indent=2, default=float) + "\n")
-    missing = [n for n, row in results["shifts"].items() if "oracle" not in row]
-    if missing:
-        print(f"no oracle for {', '.join(missing)}: train it (sim2real train quadrotor-hover --seed 2 --set "
-              f"env.shift.mass=... as in config/shifts/), then --combine {args.out} --oracle SHIFT=RUN")  # fmt: skip
+    for name in (n for n, row in results["shifts"].items() if "oracle" not in row):
+        shift = Shift.from_yaml(REPO / "config" / "shifts" / f"{name}.yaml")
+        overrides = [f"env.shift.{k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}" for k, v in
+                     config_to_dict(shift).items() if k != "drag"]  # fmt: skip
+        print(f"no oracle for {name}: sim2real train quadrotor-hover --seed 2 {' '.join('--set ' + o for o in overrides)}, "
+              f"then --combine {args.out} --oracle {name}=RUN")  # fmt: skip
     print(f"\n{'shift':10s} {'method':9s} {'error m':>8s} {'gap closed (per seed)':>28s} {'violations':>10s}  oracle")
     for name, row in results["shifts"].items():
         for method, m in row["methods"].items():

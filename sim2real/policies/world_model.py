@@ -384,11 +384,14 @@ def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | 
     if held:
         models = {"fitted": model, **({"physics": physics} if model.residual is not None else {}),
                   "prior": QuadrotorWorldModel(nominal, 1)}  # fmt: skip
-        report.prediction_error = {
-            name: {"1_step_m": prediction_error(m, held, 1, burn_in), "50_step_m": prediction_error(m, held, 50, burn_in)}
-            for name, m in models.items()
-        }
+        report.prediction_error = _held_out_errors(models, held, burn_in)
     return model, report
+
+
+def _held_out_errors(models: dict[str, QuadrotorWorldModel], held: list[Flight], burn_in: int) -> dict[str, dict[str, float]]:
+    """Each model's mean 1-step and 50-step open-loop position error on the held-out flights."""
+    return {name: {"1_step_m": prediction_error(m, held, 1, burn_in), "50_step_m": prediction_error(m, held, 50, burn_in)}
+            for name, m in models.items()}  # fmt: skip
 
 
 def _fit_learned(train: list[Flight], held: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig,
@@ -398,10 +401,7 @@ def _fit_learned(train: list[Flight], held: list[Flight], nominal: QuadrotorMode
     model.residual = _train_residual(model, train, burn_in, cfg.residual or ResidualConfig(seed=cfg.seed), WHOLE)
     report = FitReport({}, {**data, "held_out_steps": sum(f.steps for f in held)})
     if held:
-        report.prediction_error = {
-            name: {"1_step_m": prediction_error(m, held, 1, burn_in), "50_step_m": prediction_error(m, held, 50, burn_in)}
-            for name, m in (("fitted", model), ("prior", QuadrotorWorldModel(nominal, 1)))
-        }
+        report.prediction_error = _held_out_errors({"fitted": model, "prior": QuadrotorWorldModel(nominal, 1)}, held, burn_in)
     return model, report
 
 

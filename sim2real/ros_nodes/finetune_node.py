@@ -45,6 +45,8 @@ class FinetuneNodeConfig:
     setpoint_topic: str = "policy/setpoint_active"
     frame: str = "world"
     flush_wait_s: float = 1.0
+    nice: int = 10
+    threads: int = 1
 
 
 _DESCRIPTIONS = {
@@ -61,6 +63,8 @@ _DESCRIPTIONS = {
     "setpoint_topic": "the policy node's ~/setpoint_active as recorded",
     "frame": "frame_id of the set-points sent",
     "flush_wait_s": "seconds to wait after a schedule before reading the recording (the recorder's flush interval)",
+    "nice": "CPU priority the learner lowers itself by (os.nice) so it never starves the control loop on the same computer",
+    "threads": "torch threads of the learner (the cores it may keep busy)",
 }
 
 
@@ -136,6 +140,22 @@ def _settings(path: str) -> dict[str, Any]:
     return {str(k): (tuple(v) if isinstance(v, list) else v) for k, v in data.items()}
 
 
+def _yield_cpu(nice: int, threads: int) -> None:
+    """Lower this process's CPU priority by ``nice`` and limit torch to ``threads`` threads.
+
+    The learner shares the robot's computer with the policy node, whose control ticks come first.
+    """
+    import os
+
+    import torch
+
+    if not (isinstance(nice, int) and 0 <= nice <= 19 and isinstance(threads, int) and threads >= 1):
+        raise ValueError(f"nice must be 0..19 and threads >= 1, got nice={nice!r}, threads={threads!r}")
+    if nice:
+        os.nice(nice)
+    torch.set_num_threads(threads)
+
+
 class FinetuneNode:
     """Runs the whole loop when built (the node exits when it is done)."""
 
@@ -153,6 +173,7 @@ class FinetuneNode:
         limits = SafetyLimits.from_yaml(cfg.safety_limits) if cfg.safety_limits else SafetyLimits()
         ft_cfg = apply_overrides(FinetuneConfig(max_real_s=cfg.max_real_s, limits=limits), _settings(cfg.settings))
         ft_cfg = replace(ft_cfg, seconds_per_iteration=min(ft_cfg.seconds_per_iteration, ft_cfg.max_real_s))
+        _yield_cpu(cfg.nice, cfg.threads)
         home = tuple(float(v) for v in cfg.setpoint)
         if len(home) != 3:
             raise ValueError(f"setpoint must be 3 numbers, got {cfg.setpoint}")

@@ -52,7 +52,7 @@ from sim2real.core.files import (
 from sim2real.policies.replay import ReplayBuffer
 from sim2real.policies.runner import CHECKPOINT_VERSION, TrainConfig, config_from_dict
 from sim2real.policies.sac import SAC
-from sim2real.policies.world_model import Flight, QuadrotorWorldModel, WorldModelConfig, fit
+from sim2real.policies.world_model import FitReport, Flight, QuadrotorWorldModel, WorldModelConfig, fit
 from sim2real.sim.registry import get_task
 from sim2real.sim.safety import SafetyLimits
 from sim2real.sim.vecenv import VecEnv
@@ -370,6 +370,10 @@ class Finetuner:
                     "selection": selection, "selected_updates": min(selection, key=lambda r: r[1])[0]})  # fmt: skip
         return out
 
+    def _fit(self) -> tuple[QuadrotorWorldModel, FitReport]:
+        """The world model on all real flights so far, warm-started from the previous fit (step b)."""
+        return fit(self.flights, self.imagination.nominal, self.cfg.world_model, init=self.model)
+
     def _deploy(self, iteration: int) -> Path:
         """Write the agent as a checkpoint, export it (parity-checked) and hand it to the robot (step e)."""
         folder = self.out / "policies"
@@ -413,7 +417,7 @@ class Finetuner:
                     row["rolled_back"], real_error = True, pred_error
             deployed_error, new_policy = real_error, False
             t_fit = time.time()
-            self.model, report = fit(self.flights, imag.nominal, cfg.world_model, init=self.model)  # (b) fit
+            self.model, report = self._fit()  # (b) fit
             row.update(fit_s=time.time() - t_fit, parameters=report.parameters, prediction_error=report.prediction_error,
                        data=report.data)  # fmt: skip
             horizon = cfg.horizon[0] + round((cfg.horizon[1] - cfg.horizon[0]) * min(1.0, iteration / max(cfg.horizon_ramp, 1)))

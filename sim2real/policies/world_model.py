@@ -41,13 +41,12 @@ import torch
 from torch import nn
 
 from sim2real.policies.residual import CORRECTED, WHOLE, ResidualConfig, ResidualEnsemble, features, fit_residual
-from sim2real.sim.quadrotor import OMEGA, POS, QUAT, RPM, STATE_DIM, QuadrotorDynamics, QuadrotorModel
+from sim2real.sim.quadrotor import OMEGA, PARAM_GROUPS, POS, QUAT, RPM, STATE_DIM, QuadrotorDynamics, QuadrotorModel
 
 ODOM_DIM = OMEGA.stop
 """Odometry width: position 3 | quaternion 4 | velocity (world) 3 | angular velocity (body) 3."""
-SCALES = ("mass", "inertia", "thrust", "torque_coeff", "motor_tau")
-"""The learnable log-scales, each multiplying its columns of the parameter row."""
-_COLUMNS = {"mass": [0], "inertia": [1, 2, 3], "thrust": [4, 5, 6], "torque_coeff": [7], "motor_tau": [8, 9]}
+SCALES = tuple(PARAM_GROUPS)
+"""The learnable log-scales, each multiplying its group of columns of the parameter row."""
 FITTABLE = (*SCALES, "force", "torque")
 
 
@@ -168,8 +167,8 @@ class QuadrotorWorldModel(nn.Module):
     def params(self) -> torch.Tensor:
         """The parameter rows ``(K, 10)`` (:data:`~sim2real.sim.quadrotor.PARAM_NAMES`)."""
         s = torch.exp(self.log_scales())
-        scale = torch.cat([s[:, i : i + 1].expand(-1, len(_COLUMNS[name])) for i, name in enumerate(SCALES)], 1)
-        return self.nominal * scale  # the columns of _COLUMNS are 0..9 in order
+        width = [PARAM_GROUPS[name].stop - PARAM_GROUPS[name].start for name in SCALES]
+        return self.nominal * torch.repeat_interleave(s, torch.tensor(width, device=s.device), dim=1)  # (groups in order)
 
     def external(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Constant external force (world) ``(K, 3)`` [N] and torque (body) ``(K, 3)`` [N m]."""
@@ -228,6 +227,24 @@ class QuadrotorWorldModel(nn.Module):
             s = nxt
             out.append(s)
         return torch.stack(out, 1).reshape(k, b, h, STATE_DIM)
+
+    @torch.no_grad()
+    def set_physics(self, scales: dict[str, float], force_n: tuple[float, float, float] = (0.0, 0.0, 0.0),
+                    torque_nm: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> None:  # fmt: skip
+        """Set every member's physics to known values (the inverse of :meth:`summary`).
+
+        ``scales``: factors on :data:`SCALES` (``{"mass": 1.25}``; absent ones 1); the external force (world) [N] and
+        torque (body) [N m]. The parametrisation bounds them: factors in ``(1/e, e)``, force and torque below half
+        the weight and half a rotor's hover torque.
+        """
+        unknown = set(scales) - set(SCALES)
+        ext = torch.tensor([*force_n, *torque_nm]) / torch.tensor([self.weight_n] * 3 + [self.torque_ref] * 3)
+        log = torch.tensor([math.log(scales.get(name, 1.0)) for name in SCALES])
+        if unknown or not (log.abs() < 1).all() or not (ext.abs() < 0.5).all():
+            raise ValueError(f"physics out of the model's range: scales {scales}, force {force_n} N, torque {torque_nm} N m")
+        self.log_scale.copy_(torch.atanh(log).expand_as(self.log_scale))
+        self.force.copy_(torch.atanh(2 * ext[:3]).expand_as(self.force))
+        self.torque.copy_(torch.atanh(2 * ext[3:]).expand_as(self.torque))
 
     def prior_loss(self, std: float, fitted: tuple[str, ...]) -> torch.Tensor:
         """``sum (x / std)^2 / 2`` over the fitted log-scales and external force/torque, per model ``(K,)``."""

@@ -62,6 +62,10 @@ PARAM_NAMES: tuple[str, ...] = (
     "motor_tau_fall",  # s
 )
 PARAM_INDEX = {name: i for i, name in enumerate(PARAM_NAMES)}
+PARAM_GROUPS: dict[str, slice] = {"mass": slice(0, 1), "inertia": slice(1, 4), "thrust": slice(4, 7),
+                                  "torque_coeff": slice(7, 8), "motor_tau": slice(8, 10)}  # fmt: skip
+"""The physical quantities a factor scales as a whole (domain randomisation, shifts, the world model), in column
+order: a factor on the thrust scales the whole polynomial, one on the motors both time constants."""
 
 
 @dataclass

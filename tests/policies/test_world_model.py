@@ -137,3 +137,22 @@ def test_warm_start_and_mixed_control_periods(policy: OnnxPolicy) -> None:
     slow = Flight(flight.odom, flight.action, 0.02)
     with pytest.raises(ValueError, match="different control periods"):
         fit([flight, slow], NOMINAL)
+
+
+def test_known_physics_predict_the_shifted_quadrotor(policy: OnnxPolicy) -> None:
+    """set_physics with the true shift (no fit): the prediction the loop's oracle imagines with."""
+    from sim2real.policies.world_model import prediction_error
+
+    shift = Shift(mass=1.25, thrust=0.9, motor_tau=1.6, wind=(0.08, 0.0, 0.0))
+    flight = fly(policy, 10.0, shift, seed=5)
+    prior, known = QuadrotorWorldModel(NOMINAL), QuadrotorWorldModel(NOMINAL, k=2)
+    weight = NOMINAL.mass * NOMINAL.gravity
+    known.set_physics({"mass": 1.25, "thrust": 0.9, "motor_tau": 1.6}, (0.08 * weight, 0.0, 0.0))
+    p = known.summary()
+    assert p["mass"]["mean"] == pytest.approx(1.25) and p["motor_tau"]["mean"] == pytest.approx(1.6)
+    assert p["force_x"]["mean"] == pytest.approx(0.08 * weight, rel=1e-5) and p["inertia"]["mean"] == pytest.approx(1.0)
+    assert prediction_error(known, [flight], 50, 100) < 0.1 * prediction_error(prior, [flight], 50, 100)
+    with pytest.raises(ValueError, match="out of the model's range"):
+        known.set_physics({"mass": 3.0})  # beyond the factor range the parametrisation can express
+    with pytest.raises(ValueError, match="out of the model's range"):
+        known.set_physics({"drag": 1.0})

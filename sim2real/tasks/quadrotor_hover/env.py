@@ -36,7 +36,7 @@ from sim2real.core.obs import HISTORY_TERM, ObsGroup, ObsTerm
 from sim2real.sim.quadrotor import (
     MODELS,
     OMEGA,
-    PARAM_INDEX,
+    PARAM_GROUPS,
     PARAM_NAMES,
     POS,
     QUAT,
@@ -114,11 +114,8 @@ class DomainRandomization:
         device = device or torch.device("cpu")
         f = torch.ones(n, len(PARAM_NAMES), device=device)
         if self.enabled:
-            f[:, 0] = uniform(*self.mass, (n,), gen, device)
-            f[:, 1:4] = uniform(*self.inertia, (n, 3), gen, device)
-            f[:, 4:7] = uniform(*self.thrust, (n, 1), gen, device)
-            f[:, 7] = uniform(*self.torque_coeff, (n,), gen, device)
-            f[:, 8:10] = uniform(*self.motor_tau, (n, 1), gen, device)
+            for name, cols in PARAM_GROUPS.items():  # inertia per axis; the thrust and motors as a whole
+                f[:, cols] = uniform(*getattr(self, name), (n, 3 if name == "inertia" else 1), gen, device)
         return f
 
 
@@ -163,9 +160,8 @@ class Shift:
     def scale(self, params: torch.Tensor) -> torch.Tensor:
         """Parameter rows ``(N, 10)`` with the factors applied (a copy)."""
         p = params.clone()
-        p[:, PARAM_INDEX["mass"]] *= self.mass
-        p[:, PARAM_INDEX["thrust_c0"] : PARAM_INDEX["thrust_c2"] + 1] *= self.thrust
-        p[:, PARAM_INDEX["motor_tau_rise"] : PARAM_INDEX["motor_tau_fall"] + 1] *= self.motor_tau
+        for name in ("mass", "thrust", "motor_tau"):
+            p[:, PARAM_GROUPS[name]] *= getattr(self, name)
         return p
 
 

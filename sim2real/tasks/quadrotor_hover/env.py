@@ -115,7 +115,8 @@ class DomainRandomization:
         f = torch.ones(n, len(PARAM_NAMES), device=device)
         if self.enabled:
             for name, cols in PARAM_GROUPS.items():  # inertia per axis; the thrust and motors as a whole
-                f[:, cols] = uniform(*getattr(self, name), (n, 3 if name == "inertia" else 1), gen, device)
+                lo, hi = getattr(self, name)
+                f[:, cols] = uniform(lo, hi, (n, 3 if name == "inertia" else 1), gen, device)
         return f
 
 

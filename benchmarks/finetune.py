@@ -78,8 +78,7 @@ class _KnownPhysics(Finetuner):
         super().__init__(*args, **kwargs)
         self.truth = QuadrotorWorldModel(self.imagination.nominal)
         weight = self.truth.weight_n
-        self.truth.set_physics({"mass": shift.mass, "thrust": shift.thrust, "motor_tau": shift.motor_tau},
-                               tuple(w * weight for w in shift.wind))  # type: ignore[arg-type]
+        self.truth.set_physics(shift.factors(), tuple(w * weight for w in shift.wind))  # type: ignore[arg-type]
 
     def _fit(self) -> tuple[QuadrotorWorldModel, FitReport]:
         return self.truth, FitReport(self.truth.summary(), {"steps": sum(f.steps for f in self.flights)})

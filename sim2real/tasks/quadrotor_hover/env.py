@@ -158,11 +158,15 @@ class Shift:
         except TypeError as e:
             raise ValueError(f"{path}: {e}") from None
 
+    def factors(self) -> dict[str, float]:
+        """The parameter factors by group (:data:`~sim2real.sim.quadrotor.PARAM_GROUPS`)."""
+        return {"mass": self.mass, "thrust": self.thrust, "motor_tau": self.motor_tau}
+
     def scale(self, params: torch.Tensor) -> torch.Tensor:
         """Parameter rows ``(N, 10)`` with the factors applied (a copy)."""
         p = params.clone()
-        for name in ("mass", "thrust", "motor_tau"):
-            p[:, PARAM_GROUPS[name]] *= getattr(self, name)
+        for name, factor in self.factors().items():
+            p[:, PARAM_GROUPS[name]] *= factor
         return p
 
 

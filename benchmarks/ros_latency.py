@@ -11,7 +11,7 @@ robot in a second process: it publishes ``nav_msgs/Odometry`` and receives the n
 * **Sustained rate** (``trigger:=timer`` at 100 and 500 Hz): command intervals over the run (p50/p99/max),
   achieved rate, and missed ticks (intervals above 1.5 periods), with odometry streaming at the same rate.
 
-    python benchmarks/ros_latency.py [--duration 60]
+    python benchmarks/ros_latency.py [--duration 60] [--rt-priority 0 50]
 
 Writes ``benchmarks/results/ros_latency.json``.
 """
@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -48,9 +49,9 @@ def start_policy_node(domain: int, *params: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, text=True)  # fmt: skip
 
 
-def run(domain: int, rate_hz: float, duration: float, trigger: str) -> dict[str, float]:
+def run(domain: int, rate_hz: float, duration: float, trigger: str, rt_priority: int) -> dict[str, Any]:
     """Stream odometry at ``rate_hz`` for ``duration`` s to a fresh policy node; figures of the run."""
-    proc = start_policy_node(domain, f"trigger:={trigger}", f"control_rate_hz:={rate_hz}")
+    proc = start_policy_node(domain, f"trigger:={trigger}", f"control_rate_hz:={rate_hz}", f"rt_priority:={rt_priority}")
     sent: dict[int, float] = {}
     cmd_t: list[float] = []
     obs_k: list[tuple[float, int]] = []  # (arrival time, sequence number of the odometry it came from)
@@ -111,15 +112,18 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=60.0, help="seconds per measurement (default 60)")
     p.add_argument("--rates", type=float, nargs="+", default=[100.0, 500.0], help="rates in Hz")
     p.add_argument("--triggers", nargs="+", default=["odometry", "timer"], choices=["odometry", "timer"])
+    p.add_argument("--rt-priority", type=int, nargs="+", default=[50],
+                   help="the node's rt_priority, one row each (0 = normal scheduling; default 50, the node's default)")
     p.add_argument("--domain", type=int, default=91, help="ROS_DOMAIN_ID of the benchmark (default 91)")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "ros_latency.json"))
     args = p.parse_args()
     rows = []
-    for i, (trigger, rate) in enumerate([(t, r) for t in args.triggers for r in args.rates]):
-        rows.append(run(args.domain + i, rate, args.duration, trigger))
-        print(f"{trigger:8s} {rate:5.0f} Hz done", file=sys.stderr)
+    cases = [(t, r, q) for t in args.triggers for r in args.rates for q in args.rt_priority]
+    for i, (trigger, rate, prio) in enumerate(cases):
+        rows.append({**run(args.domain + i, rate, args.duration, trigger, prio), "rt_priority": prio})
+        print(f"{trigger:8s} {rate:5.0f} Hz rt_priority {prio} done", file=sys.stderr)
     print(f"\npolicy_node on the dds backend (Cyclone DDS, loopback), {args.duration:g} s per row, policy {POLICY.name}")
-    head = (f"{'trigger':9s} {'rate':>6s} {'achieved':>9s} {'interval p50/p99/max ms':>24s} {'missed':>6s} "
+    head = (f"{'trigger':9s} {'rate':>6s} {'rt':>3s} {'achieved':>9s} {'interval p50/p99/max ms':>24s} {'missed':>6s} "
             f"{'latency p50/p99/max ms':>24s} {'dropped':>7s}")  # fmt: skip
     print(head)
     print("-" * len(head))
@@ -127,7 +131,8 @@ def main() -> int:
         lat = (f"{r['latency_ms_p50']:.2f} / {r['latency_ms_p99']:.2f} / {r['latency_ms_max']:.2f}"
                if "latency_ms_p50" in r else "-")  # fmt: skip
         iv = f"{r['interval_ms_p50']:.2f} / {r['interval_ms_p99']:.2f} / {r['interval_ms_max']:.2f}"
-        print(f"{r['trigger']:9s} {r['rate_hz']:6.0f} {r['achieved_rate_hz']:9.1f} {iv:>24s} {r['missed_ticks']:6d} "
+        print(f"{r['trigger']:9s} {r['rate_hz']:6.0f} {r['rt_priority']:3d} {r['achieved_rate_hz']:9.1f} {iv:>24s} "
+              f"{r['missed_ticks']:6d} "
               f"{lat:>24s} {r.get('dropped', '-')!s:>7s}")
     result = {"machine": f"{platform.machine()} {os.cpu_count()} cpus", "python": platform.python_version(), "rows": rows}
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")

@@ -309,6 +309,12 @@ class PolicyController:
         if wait:
             self._loader.join()
 
+    @property
+    def reloading(self) -> bool:
+        """A reload is being loaded and checked, or loaded and waiting for the next tick to swap it in."""
+        with self._lock:
+            return self._pending is not None or (self._loader is not None and self._loader.is_alive())
+
     # ------------------------------------------------------------------------------------------ tick
     def _safe(self, reason: str, state: State) -> TickResult:
         self.counters.safe_ticks += 1

@@ -12,8 +12,10 @@ Topics (relative to the node's namespace; remap them in the launch file):
 ``cmd_rpm``        Float32MultiArray out      4 motor set-points in RPM, every control tick (safe output too)
 ``~/obs``          Float32MultiArray out      the observation fed to the policy (ticks that ran it)
 ``~/action``       Float32MultiArray out      the normalised action commanded (every tick)
-``/diagnostics``   DiagnosticArray out        state, counters (``missed_ticks``: control periods the timer skipped),
-                                             last reload error (``diagnostics_rate_hz``)
+``/diagnostics``   DiagnosticArray out        state, counters (``missed_ticks``: control periods the timer skipped,
+                                             ``missed_ticks_in_swaps``: of those, while a policy was loading or
+                                             swapped in, ``worst_late_ms``: the latest a tick ran), last reload
+                                             error (``diagnostics_rate_hz``)
 =================  =========================  ==================================================================
 
 The control loop runs on a timer at the policy's control rate (from its metadata), or on every odometry
@@ -75,6 +77,10 @@ class PolicyNode:
         self.frame = node.declare_parameter("odom_frame", "", "required header.frame_id of the odometry ('' = any)")
         robot_model = node.declare_parameter("robot_model", "", "refuse policies trained for another robot model "
                                              "(e.g. crazyflie-paper; '' = the policy's)")  # fmt: skip
+        self.rt_priority = node.declare_parameter("rt_priority", 50, "SCHED_FIFO priority of the control loop "
+                                                  "(1..99; 0 = normal scheduling); not permitted -> normal, with a "
+                                                  "warning", min=0, max=99)  # fmt: skip
+        """The node's process spins at this priority (:func:`~sim2real.ros_nodes.node_main.run_node`)."""
         policy = OnnxPolicy(path)
         trained_for = policy.metadata.robot.get("model", "")
         if robot_model and trained_for != robot_model:
@@ -103,6 +109,11 @@ class PolicyNode:
         self.control_timer = node.create_timer(1.0 / rate, self._on_timer)
         node.create_timer(1.0 / diag_hz, self._publish_diagnostics)
         self._last_state: State | None = None
+        self._overruns_seen = 0
+        self._swap_ticks = 0  # ticks left in the window of the last swap
+        self._reloads_seen = 0
+        self.swap_missed_ticks = 0
+        """Periods skipped while a new policy was loading or in the two ticks from its swap."""
         self._publish_setpoint()
 
     # ------------------------------------------------------------------------------------------ callbacks
@@ -116,12 +127,26 @@ class PolicyNode:
             self._publish(self.ctl.tick(self.node.monotonic_s()))
 
     def _on_timer(self) -> None:
+        t = self.control_timer.schedule
+        skipped = t.overruns - self._overruns_seen
+        if skipped:  # log each skip once, and charge it to a policy swap if one was under way
+            self._overruns_seen = t.overruns
+            swapping = self._swap_ticks > 0 or self.ctl.reloading
+            self.swap_missed_ticks += skipped if swapping else 0
+            during = "; during a policy swap" if swapping else ""
+            self.node.logger.warning("control timer skipped %d period(s) (%.1f ms late; state %s%s)", skipped,
+                                     1e3 * t.late_s, self.ctl.state.value, during)  # fmt: skip
         if self.require_recorder:
             self.ctl.arm_inhibit = "" if self.obs_pub.subscription_count > 0 else "waiting for a recorder on ~/obs"
         if self.trigger == "timer":
             self._publish(self.ctl.tick(self.node.monotonic_s()))
         elif self.ctl.is_stale(self.node.monotonic_s()):  # odometry-triggered: the watchdog still runs
             self._publish(self.ctl.tick(self.node.monotonic_s()))
+        # A swap's window: from the request, through the tick that swapped, to the two ticks after it.
+        if self.ctl.counters.reloads != self._reloads_seen:
+            self._reloads_seen, self._swap_ticks = self.ctl.counters.reloads, 2
+        else:
+            self._swap_ticks = max(0, self._swap_ticks - 1)
 
     def _on_setpoint(self, msg: m.PointStamped) -> None:
         p = msg.point
@@ -175,7 +200,10 @@ class PolicyNode:
                               c.ticks, c.policy_ticks, c.safe_ticks, c.rejected_inputs, self.control_timer.overruns)  # fmt: skip
 
     def _publish_diagnostics(self) -> None:
-        d = {**self.ctl.diagnostics(), "missed_ticks": str(self.control_timer.overruns)}  # control periods skipped
+        t = self.control_timer.schedule
+        d = {**self.ctl.diagnostics(), "missed_ticks": str(t.overruns),  # control periods skipped
+             "missed_ticks_in_swaps": str(self.swap_missed_ticks),  # of which while a policy was swapped in
+             "worst_late_ms": f"{1e3 * t.worst_late_s:.1f}"}  # the latest a tick ran after its deadline
         status = m.DiagnosticStatus(_LEVEL[self.ctl.state], f"{self.node.fully_qualified_name}: policy",
                                     d["state"], "sim2real", [m.KeyValue(k, v) for k, v in d.items()])  # fmt: skip
         self.diag.publish(m.DiagnosticArray(m.Header(self.node.now(), ""), [status]))

@@ -135,6 +135,37 @@ def test_corrupt_policy_on_reload_is_refused_and_the_old_one_keeps_running(graph
     assert not any(_idle(cmd) for _, cmd in graph.cmds[n:])
 
 
+def test_skipped_periods_are_charged_to_a_swap_only_while_it_is_under_way() -> None:
+    """The accounting behind ``missed_ticks_in_swaps``: the node's timer callback driven by hand, skips injected."""
+    args = ["--ros-args", "-p", f"policy_path:={TRAINED}"]
+    with create_node("policy", argv=args, backend="dds", domain_id=next(_DOMAINS)) as node:
+        p = PolicyNode(node)
+        schedule = p.control_timer.schedule
+
+        def tick(skipped: int = 0) -> int:
+            schedule.overruns += skipped
+            p._on_timer()
+            return p.swap_missed_ticks
+
+        assert tick(1) == 0  # no swap under way
+        p.ctl.request_reload(TRAINED, wait=True)  # loaded: waits for the next tick to swap it in
+        assert p.ctl.reloading and tick(1) == 1 and p.ctl.counters.reloads == 1 and not p.ctl.reloading
+        assert tick(2) == 3  # the tick after the swap
+        assert tick() == 3 and tick() == 3 and tick(1) == 3  # the window has closed
+
+
+def test_realtime_priority_is_applied_or_says_why_not() -> None:
+    from sim2real.ros_nodes.node_main import realtime_priority
+
+    with pytest.raises(ValueError, match="0..99"):
+        realtime_priority(100)
+    code = ("import os; from sim2real.ros_nodes.node_main import realtime_priority; ok, msg = realtime_priority(10); "
+            "print(ok, os.sched_getscheduler(0) == os.SCHED_FIFO, msg)")  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.split(" ", 2)
+    assert out[0] == out[1]  # FIFO exactly when it says so
+    assert ("SCHED_FIFO 10" if out[0] == "True" else "not permitted") in out[2]
+
+
 # ------------------------------------------------------------------------------------------ processes
 def _start(module: str, domain: int, *ros_args: str) -> subprocess.Popen[str]:
     env = dict(os.environ, ROS_DOMAIN_ID=str(domain), SIM2REAL_ROS_BACKEND="dds", PYTHONUNBUFFERED="1")

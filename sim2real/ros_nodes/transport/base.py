@@ -177,10 +177,14 @@ class TimerSchedule:
         self.next_s = start_s + self.period_s
         self.overruns = 0
         self.calls = 0
+        self.late_s = 0.0  # how late the last deadline was served (s after it)
+        self.worst_late_s = 0.0  # the latest a deadline was served
 
     def advance(self, now_s: float) -> int:
         """Move past the deadline just served; returns the number of ticks skipped because ``now_s`` is late."""
         self.calls += 1
+        self.late_s = now_s - self.next_s
+        self.worst_late_s = max(self.worst_late_s, self.late_s)
         self.next_s += self.period_s
         if now_s < self.next_s:
             return 0

@@ -380,6 +380,8 @@ def test_timer_overruns_skip_ticks_and_keep_phase(make_node: Callable[..., DdsNo
     s = TimerSchedule(0.1, 0.0)
     assert s.advance(0.1) == 0 and s.next_s == pytest.approx(0.2)
     assert s.advance(0.55) == 3 and s.next_s == pytest.approx(0.6) and s.overruns == 3
+    assert s.late_s == pytest.approx(0.35)  # the deadline 0.2 served at 0.55
+    assert s.advance(0.61) == 0 and s.late_s == pytest.approx(0.01) and s.worst_late_s == pytest.approx(0.35)
     with pytest.raises(ValueError, match="positive"):
         node.create_timer(0.0, lambda: None)
 

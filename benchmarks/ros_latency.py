@@ -132,8 +132,7 @@ def main() -> int:
                if "latency_ms_p50" in r else "-")  # fmt: skip
         iv = f"{r['interval_ms_p50']:.2f} / {r['interval_ms_p99']:.2f} / {r['interval_ms_max']:.2f}"
         print(f"{r['trigger']:9s} {r['rate_hz']:6.0f} {r['rt_priority']:3d} {r['achieved_rate_hz']:9.1f} {iv:>24s} "
-              f"{r['missed_ticks']:6d} "
-              f"{lat:>24s} {r.get('dropped', '-')!s:>7s}")
+              f"{r['missed_ticks']:6d} {lat:>24s} {r.get('dropped', '-')!s:>7s}")
     result = {"machine": f"{platform.machine()} {os.cpu_count()} cpus", "python": platform.python_version(), "rows": rows}
     write_text_atomic(args.out, json.dumps(result, indent=2) + "\n")
     print(f"\nwrote {args.out}")

@@ -90,8 +90,8 @@ def run_node(name: str, build: Callable[[Node], Any], argv: list[str] | None = N
     try:
         with create_node(name, argv=argv) as node:
             built = build(node)
-            priority = getattr(built, "rt_priority", 0)
-            if priority:  # this thread spins: the timers' callbacks run on it
+            priority = getattr(built, "rt_priority", None)
+            if priority is not None:  # this thread spins: the timers' callbacks run on it
                 as_asked, scheduling = realtime_priority(priority)
                 (node.logger.info if as_asked else node.logger.warning)("spinning with %s", scheduling)
             try:

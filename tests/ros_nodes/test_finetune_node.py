@@ -157,10 +157,10 @@ def test_killing_the_finetuner_leaves_the_policy_node_flying_the_last_accepted_p
     assert launch.wait_for("deployed /", 240), "".join(launch.lines)[-3000:]  # the first accepted policy was handed over
     (line,) = [t for t in launch.lines if "finetuner: started, pid" in t]
     os.kill(int(line.split("pid")[1]), signal.SIGKILL)
-    deployed = [t.split(": deployed ")[1].strip() for t in list(launch.lines) if ": deployed /" in t]
     launch.wait_for("finetuner: exited", 30)
     time.sleep(3.0)
     out = launch.stop()
+    deployed = [t.split(": deployed ")[1].strip() for t in launch.lines if ": deployed /" in t]  # all before the kill
     assert "finetuner: exited with status -9" in out or "killed" in out, out[-2000:]
     (path,) = (tmp_path / "rec").glob("*.mcap")
     last = _policy_diagnostics(path)[-1][1]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 from sim2real.ros_nodes.mcap_log import McapLogWriter
@@ -65,6 +66,9 @@ class RecorderNode:
         chunk = node.declare_parameter("chunk_bytes", 256 * 1024, "MCAP chunk size (bytes)", min=1024)
         flush = node.declare_parameter("flush_interval_s", 0.5, "flush at least this often (s)", min=0.01, max=60.0)
         compression = node.declare_parameter("compression", "zstd", "chunk compression", choices=["zstd", "lz4", "none"])
+        queue = node.declare_parameter("queue_depth", 1000, "messages each topic's reader holds while the recorder "
+                                       "writes a chunk (keep-last: a deeper backlog loses the oldest; 10 s at "
+                                       "100 Hz)", min=1)  # fmt: skip
         self.drain_s = node.declare_parameter("drain_s", 0.3, "keep recording this long after SIGINT (in-flight "
                                               "messages of nodes stopping at the same time)", min=0.0, max=10.0)  # fmt: skip
         specs = [parse_topic(t) for t in topics]
@@ -76,7 +80,8 @@ class RecorderNode:
             self.path, n = out_dir / f"{prefix}_{stamp}_{n}.mcap", n + 1
         self.writer = McapLogWriter(self.path, chunk_bytes=chunk, flush_interval_s=flush, compression=compression)
         for name, cls, qos in specs:  # recorded under the resolved, remapped name (what a bag shows)
-            node.create_subscription(cls, name, self._writer_for(node.resolve_topic_name(name)), qos)
+            deep = replace(qos, depth=max(qos.depth, queue))  # depth is the reader's own (not matched with writers)
+            node.create_subscription(cls, name, self._writer_for(node.resolve_topic_name(name)), deep)
         node.create_timer(flush, self._flush)
         node.logger.info("recording %d topics to %s", len(specs), self.path)
 

@@ -261,6 +261,30 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_mcap(tmp_path: Path) -> 
     assert got == list(range(len(got))) and len(got) >= sent - 20  # ... but all but the last ~0.1 s is there
 
 
+def test_recorder_keeps_a_backlog_while_it_is_busy(tmp_path: Path) -> None:
+    """Messages that arrive while the recorder is not taking them (writing a chunk) wait in its reader queue."""
+    from sim2real.ros_nodes.recorder_node import RecorderNode
+
+    domain = next(_DOMAINS)
+    args = ["--ros-args", "-r", "__ns:=/cf1", "-p", f"output_dir:={tmp_path}", "-p", "topics:=[cmd_rpm]"]
+    with create_node("recorder", argv=args, backend="dds", domain_id=domain) as rec_node, \
+            create_node("talker", "/cf1", argv=[], backend="dds", domain_id=domain) as node:  # fmt: skip
+        rec = RecorderNode(rec_node)
+        pub = node.create_publisher(m.Float32MultiArray, "cmd_rpm", DEFAULT)
+        end = time.monotonic() + 30
+        while pub.subscription_count == 0 and time.monotonic() < end:
+            node.spin_once(0.05)
+        for i in range(300):  # 3 s of 100 Hz commands while the recorder's thread does not take any
+            pub.publish(m.Float32MultiArray.vector([float(i)] * 4))
+            time.sleep(0.001)
+        time.sleep(0.5)
+        while rec_node.spin_once(0.1):  # now it takes them all
+            pass
+        rec.close()
+    got = [int(x.msg.data[0]) for x in read_messages(rec.path) if x.topic == "/cf1/cmd_rpm"]
+    assert got == list(range(300))
+
+
 def test_setpoint_topic_moves_the_hover_point_and_refuses_leaving_the_box(graph: Graph) -> None:
     active: list[tuple[float, float, float]] = []
     graph.test.create_subscription(m.PointStamped, "policy/setpoint_active", lambda msg: active.append(

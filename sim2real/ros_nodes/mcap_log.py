@@ -144,12 +144,15 @@ class UnknownMessageType(ValueError):
 
 @dataclass
 class LoggedMessage:
-    """One recorded message: ``topic``, ``log_time_ns``, the decoded ``msg`` and its ROS type name."""
+    """One recorded message: ``topic``, its times, the decoded ``msg`` and its ROS type name."""
 
     topic: str
     log_time_ns: int
+    """When the recorder received it [ns since the epoch]."""
     ros_type: str
     msg: Any
+    publish_time_ns: int = 0
+    """When the publisher wrote it [ns since the epoch] (the log time in files that do not tell)."""
 
 
 @dataclass
@@ -203,7 +206,8 @@ def read_messages(path: str | Path, topics: set[str] | None = None,
                             raise UnknownMessageType(f"{path}: topic {ch.topic} has type {ros_type}, unknown to sim2real")
                         report.messages += 1
                         report.topics[ch.topic] = report.topics.get(ch.topic, 0) + 1
-                        yield LoggedMessage(ch.topic, rec.log_time, ros_type, MESSAGE_TYPES[ros_type].deserialize(rec.data))
+                        yield LoggedMessage(ch.topic, rec.log_time, ros_type, MESSAGE_TYPES[ros_type].deserialize(rec.data),
+                                            rec.publish_time or rec.log_time)  # fmt: skip
         except UnknownMessageType:
             raise
         except Exception as e:  # a torn tail: short reads (struct.error, EOFError), bad CRC, partial zstd frame
@@ -233,30 +237,35 @@ def read_transitions(path: str | Path, obs_topic: str, action_topic: str,
     """``(obs, action, next_obs)`` from a recording of a policy's observation and action topics.
 
     The policy node publishes, each control tick, the observation it fed the policy and then the action it
-    commanded (both ``Float32MultiArray``). The action of tick ``t`` is the first action logged after
-    observation ``t`` and before observation ``t + 1``; ticks without an action (e.g. watchdog) break the
-    chain and are skipped, and so is the last observation (it has no successor).
+    commanded (both ``Float32MultiArray``). The messages are taken in the order they were *published* (a
+    recorder that was busy receives each topic's backlog in a burst, one topic after the other, so the order and
+    spacing of the log times can be wrong). The action of tick ``t`` is the first action published after
+    observation ``t`` and before observation ``t + 1``; ticks without an action (e.g. watchdog) break the chain
+    and are skipped, and so is the last observation (it has no successor).
 
     Returns:
-        ``obs`` ``(T, obs_dim)``, ``action`` ``(T, act_dim)``, ``next_obs`` ``(T, obs_dim)`` float32, and
-        ``log_time_ns`` ``(T,)`` int64 of the observations.
+        ``obs`` ``(T, obs_dim)``, ``action`` ``(T, act_dim)``, ``next_obs`` ``(T, obs_dim)`` float32, and the
+        observations' ``publish_time_ns`` and ``log_time_ns`` ``(T,)`` int64.
     """
+    msgs = sorted(read_messages(path, {obs_topic, action_topic}, report), key=lambda x: x.publish_time_ns)
     obs: list[np.ndarray] = []
     act: list[np.ndarray | None] = []
-    times: list[int] = []
-    for m in read_messages(path, {obs_topic, action_topic}, report):
+    times: list[tuple[int, int]] = []
+    for m in msgs:
         if m.topic == obs_topic:
             obs.append(_vector(m.msg))
             act.append(None)
-            times.append(m.log_time_ns)
+            times.append((m.publish_time_ns, m.log_time_ns))
         elif obs and act[-1] is None:
             act[-1] = _vector(m.msg)
     keep = [i for i in range(len(obs) - 1) if act[i] is not None and obs[i].shape == obs[i + 1].shape]
     if not keep:
         raise ValueError(f"{path}: no (obs, action, next_obs) triple on {obs_topic} / {action_topic}")
+    stamps = np.asarray([times[i] for i in keep], dtype=np.int64)  # (T, 2)
     return {
         "obs": np.stack([obs[i] for i in keep]),
         "action": np.stack([act[i] for i in keep]),  # type: ignore[misc]
         "next_obs": np.stack([obs[i + 1] for i in keep]),
-        "log_time_ns": np.asarray([times[i] for i in keep], dtype=np.int64),
+        "publish_time_ns": stamps[:, 0],
+        "log_time_ns": stamps[:, 1],
     }

@@ -6,7 +6,9 @@ against the node's namespace. A short form ``odom`` uses the type and QoS of :da
 writes ``<output_dir>/<prefix>_<YYYYmmdd-HHMMSS>.mcap`` through
 :class:`~sim2real.ros_nodes.mcap_log.McapLogWriter`: chunks are flushed every ``flush_interval_s`` (a timer
 flushes even when no message arrives), so a killed recorder loses at most that much; SIGINT/SIGTERM close
-the file with its index and footer. Read recordings with :func:`~sim2real.ros_nodes.mcap_log.read_messages`
+the file with its index and footer. Each message keeps two times, as ``ros2 bag record`` does: its log time (when the
+recorder received it) and its publish time (when the publisher wrote it, from the middleware's source timestamp;
+the log time where the middleware gives none). Read recordings with :func:`~sim2real.ros_nodes.mcap_log.read_messages`
 or :func:`~sim2real.ros_nodes.mcap_log.read_transitions`.
 """
 
@@ -20,7 +22,7 @@ from pathlib import Path
 from sim2real.ros_nodes.mcap_log import McapLogWriter
 from sim2real.ros_nodes.messages import MESSAGE_TYPES
 from sim2real.ros_nodes.node_main import run_node
-from sim2real.ros_nodes.transport import DEFAULT, LATCHED, SENSOR_DATA, Node, QoS
+from sim2real.ros_nodes.transport import DEFAULT, LATCHED, SENSOR_DATA, Node, QoS, source_time_ns
 
 QOS = {"sensor": SENSOR_DATA, "default": DEFAULT, "latched": LATCHED}
 #: Type and QoS of the quadrotor deployment's topics (short entries in ``topics``).
@@ -86,8 +88,8 @@ class RecorderNode:
         node.logger.info("recording %d topics to %s", len(specs), self.path)
 
     def _writer_for(self, topic: str):
-        def record(msg: object) -> None:
-            self.writer.write(topic, msg)
+        def record(msg: object) -> None:  # logged now; published when the publisher wrote it (bag's send time)
+            self.writer.write(topic, msg, publish_time_ns=source_time_ns(msg))
 
         return record
 

@@ -4,9 +4,11 @@ The policy node publishes, every tick that ran the policy, the observation it fe
 action it commanded (``~/action``); :func:`~sim2real.ros_nodes.mcap_log.read_transitions` pairs them. The
 observation holds the sensed state in the quadrotor layout (:mod:`sim2real.sim.quadrotor_obs`), from which the
 odometry is read back; its position error plus the set-point in force (``~/setpoint_active``, latched, recorded
-whenever it changes) is the position. The chain of ticks is cut where a tick is missing (a gap in the log times longer than
-``max_gap`` control periods, or a tick without an action), so every :class:`~sim2real.policies.world_model.Flight`
-is contiguous. Closed chunks of a recording still being written are read too (the reader tolerates a torn end).
+whenever it changes) is the position. All times are the messages' publish times (when the policy node wrote them,
+not when a possibly busy recorder received them). The chain of ticks is cut where a tick is missing (a gap in the
+publish times longer than ``max_gap`` control periods, or a tick without an action), so every
+:class:`~sim2real.policies.world_model.Flight` is contiguous. Closed chunks of a recording still being written are
+read too (the reader tolerates a torn end).
 
 Not a module of the policy node: it loads the learning code (the ``Flight`` type) and is for the learning side.
 """
@@ -54,12 +56,12 @@ def flights_from_recording(
         path: the ``.mcap`` file (the recorder's; a rosbag2 directory's ``.mcap`` works the same).
         obs_topic: the policy node's ``~/obs`` as recorded.
         action_topic: the policy node's ``~/action`` as recorded.
-        dt: the control period [s]; default: the median spacing of the logged observations.
+        dt: the control period [s]; default: the median spacing of the published observations.
         max_gap: a spacing above ``max_gap * dt`` (a missed tick, a pause) ends a flight.
         setpoint_topic: the policy node's ``~/setpoint_active``; None (or absent from the file): positions are the
             position errors.
-        since_ns: only the ticks logged at or after this time (ns since the epoch, as the log times).
-        until_ns: only the ticks logged before this time (None: to the end).
+        since_ns: only the ticks published at or after this time (ns since the epoch).
+        until_ns: only the ticks published before this time (None: to the end).
 
     Raises:
         FileNotFoundError: missing file. ValueError: not an MCAP file, no transition on the topics, or an
@@ -68,10 +70,10 @@ def flights_from_recording(
     read = ReadReport()
     data = read_transitions(path, obs_topic, action_topic, read)
     if since_ns or until_ns is not None:
-        t = data["log_time_ns"].astype(np.int64)
+        t = data["publish_time_ns"]
         keep = (t >= since_ns) & (t < (until_ns if until_ns is not None else np.iinfo(np.int64).max))
         data = {k: v[keep] for k, v in data.items()}
-    t_ns = data["log_time_ns"].astype(np.int64)
+    t_ns = data["publish_time_ns"]
     steps = np.diff(t_ns) / 1e9
     period = float(dt if dt is not None else (np.median(steps) if len(steps) else 0.0))
     if not period > 0:
@@ -80,16 +82,15 @@ def flights_from_recording(
     nxt = torch.as_tensor(data["next_obs"])
     act = torch.as_tensor(data["action"])
     # transition i is (obs_i, action_i, next_obs_i); transition i + 1 continues it when obs_{i+1} is next_obs_i, and
-    # then their log times tell how long transition i took: longer than max_gap periods means missed ticks inside
+    # then their publish times tell how long transition i took: longer than max_gap periods means missed ticks inside
     follows = (obs[1:] == nxt[:-1]).all(1).numpy()  # (n - 1,)
     valid = np.ones(len(obs), bool)
     valid[:-1] = ~follows | (steps <= max_gap * period)
     target = torch.zeros(len(obs) + 1, 3)  # the set-point in force at obs_i (and, last, at the final next_obs)
-    sp_t, sp = [], []
-    for msg in read_messages(path, {setpoint_topic}) if setpoint_topic else ():
-        sp_t.append(msg.log_time_ns)
-        sp.append((msg.msg.point.x, msg.msg.point.y, msg.msg.point.z))
-    if sp:  # the set-point in force at each observation (the latest one logged at or before it)
+    found = sorted((x.publish_time_ns, (x.msg.point.x, x.msg.point.y, x.msg.point.z))
+                   for x in (read_messages(path, {setpoint_topic}) if setpoint_topic else ()))  # fmt: skip
+    sp_t, sp = [t for t, _ in found], [p for _, p in found]
+    if sp:  # the set-point in force at each observation (the latest one published at or before it)
 
         def origin(times: np.ndarray) -> torch.Tensor:
             k = np.searchsorted(np.asarray(sp_t), times, side="right") - 1

@@ -21,7 +21,7 @@ pytest.importorskip("cyclonedds", reason="the [ros2] extra (cyclonedds) is not i
 from helpers import REPO
 
 from sim2real.ros_nodes import messages as m  # noqa: E402
-from sim2real.ros_nodes.mcap_log import ReadReport, read_messages  # noqa: E402
+from sim2real.ros_nodes.mcap_log import ReadReport, read_messages, read_transitions  # noqa: E402
 from sim2real.ros_nodes.policy_node import PolicyNode  # noqa: E402
 from sim2real.ros_nodes.transport import DEFAULT, LATCHED, SENSOR_DATA, create_node  # noqa: E402
 
@@ -262,27 +262,35 @@ def test_recorder_killed_with_sigkill_leaves_a_readable_mcap(tmp_path: Path) -> 
 
 
 def test_recorder_keeps_a_backlog_while_it_is_busy(tmp_path: Path) -> None:
-    """Messages that arrive while the recorder is not taking them (writing a chunk) wait in its reader queue."""
+    """Messages that arrive while the recorder is not taking them (writing a chunk) wait in its reader queue, and
+    keep the time they were published: the transitions read back are paired and spaced as the ticks were sent."""
     from sim2real.ros_nodes.recorder_node import RecorderNode
 
     domain = next(_DOMAINS)
-    args = ["--ros-args", "-r", "__ns:=/cf1", "-p", f"output_dir:={tmp_path}", "-p", "topics:=[cmd_rpm]"]
+    args = ["--ros-args", "-r", "__ns:=/cf1", "-p", f"output_dir:={tmp_path}",
+            "-p", "topics:=[policy/obs, policy/action]"]  # fmt: skip
     with create_node("recorder", argv=args, backend="dds", domain_id=domain) as rec_node, \
-            create_node("talker", "/cf1", argv=[], backend="dds", domain_id=domain) as node:  # fmt: skip
+            create_node("policy", "/cf1", argv=[], backend="dds", domain_id=domain) as node:  # fmt: skip
         rec = RecorderNode(rec_node)
-        pub = node.create_publisher(m.Float32MultiArray, "cmd_rpm", DEFAULT)
+        obs = node.create_publisher(m.Float32MultiArray, "policy/obs", DEFAULT)
+        act = node.create_publisher(m.Float32MultiArray, "policy/action", DEFAULT)
         end = time.monotonic() + 30
-        while pub.subscription_count == 0 and time.monotonic() < end:
+        while (obs.subscription_count == 0 or act.subscription_count == 0) and time.monotonic() < end:
             node.spin_once(0.05)
-        for i in range(300):  # 3 s of 100 Hz commands while the recorder's thread does not take any
-            pub.publish(m.Float32MultiArray.vector([float(i)] * 4))
-            time.sleep(0.001)
+        for i in range(300):  # 1.5 s of 200 Hz ticks while the recorder's thread does not take any
+            obs.publish(m.Float32MultiArray.vector([float(i)] * 3, "obs"))
+            act.publish(m.Float32MultiArray.vector([-float(i)] * 4, "action"))
+            time.sleep(0.005)
         time.sleep(0.5)
-        while rec_node.spin_once(0.1):  # now it takes them all
+        while rec_node.spin_once(0.1):  # now it takes them all, one topic's queue after the other's
             pass
         rec.close()
-    got = [int(x.msg.data[0]) for x in read_messages(rec.path) if x.topic == "/cf1/cmd_rpm"]
+    got = [int(x.msg.data[0]) for x in read_messages(rec.path) if x.topic == "/cf1/policy/obs"]
     assert got == list(range(300))
+    tr = read_transitions(rec.path, "/cf1/policy/obs", "/cf1/policy/action")
+    assert tr["obs"][:, 0].tolist() == list(range(299)) and (tr["action"][:, 0] == -tr["obs"][:, 0]).all()
+    sent, logged = np.diff(tr["publish_time_ns"]) / 1e9, np.ptp(tr["log_time_ns"]) / 1e9
+    assert sent.min() >= 0.004 and logged < 0.5 * sent.sum()  # spaced as sent; received in a burst
 
 
 def test_setpoint_topic_moves_the_hover_point_and_refuses_leaving_the_box(graph: Graph) -> None:

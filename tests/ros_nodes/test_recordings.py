@@ -26,11 +26,14 @@ from sim2real.tasks.quadrotor_hover.flight import fly
 OBS, ACT, SETPOINT = "/cf1/policy/obs", "/cf1/policy/action", "/cf1/policy/setpoint_active"
 
 
-def record(flight: Flight, path: Path, skip: tuple[int, ...] = (), setpoints: dict[int, tuple] | None = None) -> None:
+def record(flight: Flight, path: Path, skip: tuple[int, ...] = (), setpoints: dict[int, tuple] | None = None,
+           busy: range = range(0)) -> None:  # fmt: skip
     """The flight as the policy node logs it: each tick its observation, then its action (10 ms apart).
 
     ``setpoints`` {tick: point}: set-points taking effect at those ticks (logged on ``~/setpoint_active`` before
-    the tick's observation, at its time, as the origin of its position error).
+    the tick's observation, at its time, as the origin of its position error). ``busy``: ticks the recorder
+    received late, in one burst after them, first all observations and then all actions (their publish times
+    are still the ticks').
     """
     o = flight.odom
     setpoints = setpoints or {}
@@ -41,16 +44,28 @@ def record(flight: Flight, path: Path, skip: tuple[int, ...] = (), setpoints: di
     for t in range(1, o.shape[0]):
         history[t] = torch.cat((history[t - 1, 1:], flight.action[t - 1][None]))
     obs = build_policy_obs(o[:, 0:3] - origin, quat_to_rotmat(o[:, 3:7]), o[:, 7:10], o[:, 10:13], history)
+    backlog: dict[str, list] = {OBS: [], ACT: []}
     with McapLogWriter(path) as log:
+
+        def write(topic: str, msg: object, ns: int, tick: int) -> None:
+            if tick in busy:
+                backlog[topic].append((msg, ns))
+            else:
+                log.write(topic, msg, log_time_ns=ns)
+            if busy and tick == busy[-1]:  # the recorder takes one topic's queue, then the other's
+                late = 10_000_000 * (busy[-1] + 1)
+                for k, (queued, sent) in enumerate(backlog[OBS] + backlog[ACT]):
+                    log.write(OBS if k < len(backlog[OBS]) else ACT, queued, log_time_ns=late + k, publish_time_ns=sent)
+
         for t in range(flight.steps + 1):
             if t in skip:
                 continue
             ns = 10_000_000 * t
             if t in setpoints:
                 log.write(SETPOINT, m.PointStamped(m.Header(frame_id="world"), m.Point(*setpoints[t])), log_time_ns=ns)
-            log.write(OBS, m.Float32MultiArray.vector(obs[t].tolist(), "obs"), log_time_ns=ns)
+            write(OBS, m.Float32MultiArray.vector(obs[t].tolist(), "obs"), ns, t if t < flight.steps else -1)
             if t < flight.steps:
-                log.write(ACT, m.Float32MultiArray.vector(flight.action[t].tolist(), "action"), log_time_ns=ns + 1)
+                write(ACT, m.Float32MultiArray.vector(flight.action[t].tolist(), "action"), ns + 1, t)
 
 
 @pytest.fixture(scope="module")
@@ -66,6 +81,14 @@ def test_flights_are_read_back_and_cut_at_missed_ticks(flight: Flight, tmp_path:
     assert [f.steps for f in flights] == [1199, flight.steps - 1201]  # the transition 1199 -> 1201 is dropped
     assert torch.allclose(flights[0].odom, flight.odom[:1200], atol=2e-6)  # the quaternion back from R
     assert torch.equal(flights[1].action, flight.action[1201:])
+
+
+def test_a_busy_recorders_burst_is_read_in_publish_order(flight: Flight, tmp_path: Path) -> None:
+    path = tmp_path / "burst.mcap"
+    record(flight, path, busy=range(700, 720))  # 0.2 s of ticks received at once, topic after topic
+    (whole,), report = flights_from_recording(path, OBS, ACT)
+    assert report.gaps == 0 and report.dt == pytest.approx(0.01)
+    assert torch.equal(whole.action, flight.action) and torch.allclose(whole.odom, flight.odom, atol=2e-6)
 
 
 def test_positions_are_the_errors_plus_the_setpoint_in_force(flight: Flight, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from sim2real.ros_nodes.transport.base import (
     Timer,
     TimerSchedule,
     select_backend,
+    source_time_ns,
 )
 from sim2real.ros_nodes.transport.factory import create_node
 from sim2real.ros_nodes.transport.names import InvalidNameError, resolve_topic_name
@@ -50,4 +51,5 @@ __all__ = [
     "parse_ros_args",
     "resolve_topic_name",
     "select_backend",
+    "source_time_ns",
 ]

@@ -56,6 +56,7 @@ __all__ = [
     "Timer",
     "TimerSchedule",
     "select_backend",
+    "source_time_ns",
 ]
 
 MsgT = TypeVar("MsgT", bound=IdlStruct)
@@ -222,6 +223,17 @@ class Timer(abc.ABC):
     @abc.abstractmethod
     def cancel(self) -> None:
         """Stop the timer (it can be dropped afterwards)."""
+
+
+def source_time_ns(msg: Any) -> int | None:
+    """When the publisher wrote a received ``msg`` [ns since the epoch, the publisher's clock], or None if unknown.
+
+    Both backends attach the middleware's sample info to the messages they deliver (Cyclone DDS's source timestamp;
+    rclpy's ``MessageInfo`` where rclpy passes one). Unlike the reception time, it does not bunch up when the
+    receiver is paused, so it is what a recording keeps as a message's publish time (as ``ros2 bag record`` does).
+    """
+    stamp = getattr(getattr(msg, "sample_info", None), "source_timestamp", None)
+    return int(stamp) if isinstance(stamp, int) and stamp > 0 else None
 
 
 def callable_name(cb: Callable[..., Any]) -> str:

@@ -20,6 +20,7 @@ import logging
 import sys
 import threading
 from collections.abc import Callable, Sequence
+from types import SimpleNamespace
 from typing import Any, Literal
 
 from sim2real.ros_nodes import messages
@@ -167,15 +168,25 @@ class RclpySubscription(Subscription[MsgT]):
     ) -> None:
         self.msg_type, self.qos, self.callback, self._node = msg_type, qos, callback, node
         ros_cls = import_ros_class(messages.ros_type_name(msg_type))
-        self._sub: Any = node.rcl_node.create_subscription(ros_cls, topic, self._deliver, to_rclpy_qos(qos))
+        import rclpy.subscription
+
+        # rclpy from Iron on passes a MessageInfo to callbacks taking two arguments (Humble: the message only)
+        with_info = hasattr(rclpy.subscription.Subscription, "CallbackType")
+        deliver = self._deliver_with_info if with_info else self._deliver
+        self._sub: Any = node.rcl_node.create_subscription(ros_cls, topic, deliver, to_rclpy_qos(qos))
         self.topic_name = self._sub.topic_name
 
-    def _deliver(self, ros_msg: Any) -> None:
+    def _deliver_with_info(self, ros_msg: Any, info: Any) -> None:
+        self._deliver(ros_msg, info.get("source_timestamp") if isinstance(info, dict) else None)
+
+    def _deliver(self, ros_msg: Any, source_timestamp: int | None = None) -> None:
         try:
             msg = from_ros(ros_msg, self.msg_type)
         except Exception:
             self._node.logger.exception("cannot convert a %s from %s", type(ros_msg).__name__, self.topic_name)
             return
+        if source_timestamp:  # read by transport.source_time_ns, as Cyclone DDS's sample info on the dds backend
+            msg.sample_info = SimpleNamespace(source_timestamp=int(source_timestamp))  # type: ignore[attr-defined]
         self._node._count += 1
         self._node._invoke("subscription", self.callback, msg)
 

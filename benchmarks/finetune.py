@@ -202,7 +202,7 @@ def run_real_sac(shift: Shift, seed: int, max_real_s: float) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--shifts", nargs="+", default=["heavy_weak", "slow_motors", "wind", "all"])
+    ap.add_argument("--shifts", nargs="+", default=["heavy_weak", "slow_motors", "wind", "wind_strong", "all"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     ap.add_argument("--baseline-seeds", nargs="+", type=int, default=None,
                     help="seeds of sysid, real_sac and mbpo (default: --seeds)")

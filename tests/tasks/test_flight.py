@@ -20,7 +20,7 @@ from sim2real.tasks.quadrotor_hover.flight import fly
 
 def test_shipped_shifts_load_and_apply() -> None:
     shifts = {p.stem: Shift.from_yaml(p) for p in sorted((REPO / "config" / "shifts").glob("*.yaml"))}
-    assert set(shifts) == {"all", "heavy_weak", "slow_motors", "wind"}
+    assert set(shifts) == {"all", "heavy_weak", "slow_motors", "wind", "wind_strong"}
     assert shifts["all"] == Shift(mass=1.25, thrust=0.9, motor_tau=1.6, wind=(0.08, 0.0, 0.0))
     calm = HoverConfig(num_envs=2, dr=DomainRandomization(enabled=False), disturbance=DisturbanceConfig(0.0, 0.0))
     nominal = QuadrotorHoverEnv(calm)

@@ -168,3 +168,48 @@ def test_point_triangle_distance_against_dense_sampling() -> None:
     dense = torch.cdist(p, t[0] + u[:, :1] * (t[1] - t[0]) + u[:, 1:] * (t[2] - t[0])).min(1).values
     d = _triangle_distance(p, tri)
     assert (d <= dense + 1e-9).all() and (dense - d).max() < 0.01  # exact below the samples' spacing
+
+
+@pytest.mark.parametrize(
+    ("kind", "size", "pos", "euler"),
+    [("sphere", (0.005,), (0.002, -0.001, 0.0059), (0, 0, 0)),
+     ("cylinder", (0.006, 0.005), (0.001, 0.002, 0.0065), (8, -5, 0)),
+     ("capsule", (0.004, 0.006), (-0.002, 0.001, 0.0051), (90, 0, 20))],
+)  # fmt: skip
+def test_depths_match_mujocos_tactile_sensor(kind: str, size: tuple[float, ...], pos: tuple[float, ...],
+                                             euler: tuple[float, ...]) -> None:  # fmt: skip
+    """MuJoCo's built-in ``tactile`` sensor (per-taxel depth = -SDF of the touching geom) on the same contact."""
+    mujoco = pytest.importorskip("mujoco")
+    np = pytest.importorskip("numpy")
+    hx, hy, hz = 0.010, 0.0125, 0.002
+    xml = f"""<mujoco><option gravity="0 0 0"/>
+      <asset><mesh name="plate" builtin="plate" params="8 10" scale="{hx} {hy} {hz}"/></asset>
+      <worldbody>
+        <body name="pad" pos="0.1 -0.05 0.3" euler="10 -20 30">
+          <geom type="box" size="{hx} {hy} {hz}"/>
+          <geom name="taxels" type="mesh" mesh="plate" contype="0" conaffinity="0" euler="180 0 0"/>
+          <body name="obj" pos="{pos[0]} {pos[1]} {pos[2]}" euler="{euler[0]} {euler[1]} {euler[2]}">
+            <joint type="slide" axis="0 0 1"/><geom name="obj" type="{kind}" size="{" ".join(map(str, size))}"/>
+          </body>
+        </body>
+      </worldbody>
+      <sensor><tactile name="tac" geom="taxels" mesh="plate"/></sensor></mujoco>"""  # taxels on the +z face
+    m = mujoco.MjModel.from_xml_string(xml)
+    d = mujoco.MjData(m)
+    mujoco.mj_forward(m, d)
+    sid = m.sensor("tac").id
+    mesh, geom, nv = m.sensor_objid[sid], m.sensor_refid[sid], m.mesh_vertnum[m.sensor_objid[sid]]
+    rot = d.geom_xmat[geom].reshape(3, 3)
+    taxels = d.geom_xpos[geom] + m.mesh_vert[m.mesh_vertadr[mesh] : m.mesh_vertadr[mesh] + nv] @ rot.T  # world
+    theirs = d.sensordata[m.sensor_adr[sid] : m.sensor_adr[sid] + nv]  # the depth block
+    pad_pos, pad_rot = d.xpos[m.body("pad").id], d.xmat[m.body("pad").id].reshape(3, 3)
+    obj = m.geom("obj").id
+
+    def t(a: object) -> torch.Tensor:
+        return torch.as_tensor(np.asarray(a), dtype=torch.float64)
+
+    pads = RigidState(t(pad_pos).reshape(1, 1, 3), t(pad_rot).reshape(1, 1, 3, 3))
+    shape = ContactShape(sdf_for(kind, t(size)), RigidState(t(d.geom_xpos[obj]).reshape(1, 1, 3),
+                                                            t(d.geom_xmat[obj]).reshape(1, 1, 3, 3)))  # fmt: skip
+    ours = TactileSensor().depth_at(pads, [shape], t((taxels - pad_pos) @ pad_rot))[0, 0]
+    assert (t(theirs) > 0).sum() >= 4 and torch.allclose(ours, t(theirs), atol=1e-9)

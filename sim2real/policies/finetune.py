@@ -7,7 +7,9 @@ a. **fly**: the deployed policy on the real system for ``seconds_per_iteration``
    schedule excites the dynamics); its real error and safety margin are logged;
 f. **rollback**: if the policy deployed last iteration flew worse than its predecessor by more than
    ``rollback_threshold`` (relative), the predecessor is deployed again (and the agent returns to it);
-b. **fit** the world model on every real second so far (warm start from the last fit; prior: the simulator);
+b. **fit** the world model on every real second so far (warm start from the last fit; prior: the simulator); when the
+   flights hold no window long enough (cut into short pieces where the robot's control loop missed ticks), the
+   iteration ends here, says why, and the loop flies again (a run that never fits raises ``NotEnoughData``);
 c. **SAC in imagination**: rollouts branched from real states for ``horizon`` steps (ramped over iterations),
    every batch ``real_fraction`` real transitions, reward minus ``uncertainty_penalty`` x model disagreement,
    termination at the safety limits; the actor starts from the deployed policy, the critics from the pretrained
@@ -52,7 +54,7 @@ from sim2real.core.files import (
 from sim2real.policies.replay import ReplayBuffer
 from sim2real.policies.runner import CHECKPOINT_VERSION, TrainConfig, config_from_dict
 from sim2real.policies.sac import SAC
-from sim2real.policies.world_model import FitReport, Flight, QuadrotorWorldModel, WorldModelConfig, fit
+from sim2real.policies.world_model import FitReport, Flight, NotEnoughData, QuadrotorWorldModel, WorldModelConfig, fit
 from sim2real.sim.registry import get_task
 from sim2real.sim.safety import SafetyLimits
 from sim2real.sim.vecenv import VecEnv
@@ -417,7 +419,14 @@ class Finetuner:
                     row["rolled_back"], real_error = True, pred_error
             deployed_error, new_policy = real_error, False
             t_fit = time.time()
-            self.model, report = self._fit()  # (b) fit
+            try:
+                self.model, report = self._fit()  # (b) fit
+            except NotEnoughData as err:  # e.g. flights cut into short pieces by missed control ticks: fly again
+                row.update(fit_s=time.time() - t_fit, time_s=time.time() - t0, deployed_after=str(self.deployed_file),
+                           gate={"accepted": False, "reasons": [f"not fitted: {err}"]})  # fmt: skip
+                self._log(writer, row)
+                iteration += 1
+                continue
             row.update(fit_s=time.time() - t_fit, parameters=report.parameters, prediction_error=report.prediction_error,
                        data=report.data)  # fmt: skip
             horizon = cfg.horizon[0] + round((cfg.horizon[1] - cfg.horizon[0]) * min(1.0, iteration / max(cfg.horizon_ramp, 1)))
@@ -439,28 +448,36 @@ class Finetuner:
             self._log(writer, row)
             iteration += 1
         writer.close()
+        if not any("parameters" in r for r in self.log):
+            why = self.log[-1]["gate"]["reasons"][0] if self.log else "nothing flown"
+            raise NotEnoughData(f"no flight of the {self.real_s:.1f} s flown gave enough contiguous data to fit the "
+                                f"world model: {why}")  # fmt: skip
         return self._report()
 
     def _log(self, writer: Any, row: dict[str, Any]) -> None:
         step = int(round(row["real_s"] * 1000))  # milliseconds of real data
         for key in ("real_error_m", "real_min_margin", "fit_s", "sac_s"):
-            writer.add_scalar(f"finetune/{key}", row[key], step)
+            if key in row:  # an iteration without a fit has no SAC
+                writer.add_scalar(f"finetune/{key}", row[key], step)
         for key, value in row.items():
             if key.startswith(("sac/", "imagination/")):
                 writer.add_scalar(key, value, step)
-        for name, v in row["parameters"].items():
+        for name, v in row.get("parameters", {}).items():
             writer.add_scalar(f"world_model/{name}", v["mean"], step)
-        for which, errs in row["prediction_error"].items():
+        for which, errs in row.get("prediction_error", {}).items():
             for k, v in errs.items():
                 writer.add_scalar(f"world_model/{which}_{k}", v, step)
         for name in ("candidate", "deployed", "candidate_perturbed", "deployed_perturbed"):
-            for k, v in row["gate"][name].items():
+            for k, v in row["gate"].get(name, {}).items():
                 writer.add_scalar(f"gate/{name}_{k}", v, step)
         writer.add_scalar("gate/accepted", float(row["gate"]["accepted"]), step)
         writer.add_scalar("finetune/rolled_back", float(row["rolled_back"]), step)
         self.log.append(row)
         save_flights(self.flights, self.out / FLIGHTS_FILE)  # the real data is what is most expensive to get again
-        if not self.quiet:
+        if not self.quiet and "parameters" not in row:
+            print(f"[{row['real_s']:5.1f} s real] error {row['real_error_m']:.4f} m, margin {row['real_min_margin']:.2f}"
+                  f" | {row['gate']['reasons'][0]}; flying again", flush=True)  # fmt: skip
+        elif not self.quiet:
             g = row["gate"]
             verdict = "deployed" if g["accepted"] else "rejected: " + "; ".join(g["reasons"])
             p = row["parameters"]  # empty for a purely learned model

@@ -270,6 +270,10 @@ def _full_state(odom: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
     return torch.cat((odom, r), -1)
 
 
+class NotEnoughData(ValueError):
+    """Too little clean, contiguous data for one fitting window (e.g. flights cut into pieces by missed ticks)."""
+
+
 @dataclass
 class FitReport:
     """What :func:`fit` found (relative scales, external force/torque in N and N m) and how well it predicts."""
@@ -332,8 +336,8 @@ def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | 
     ``init`` warm-starts the physics from an earlier fit (its residual, if any, is trained anew).
 
     Raises:
-        ValueError: an unknown quantity in ``cfg.fit``, flights of different control periods, or too little clean
-            data for one window.
+        ValueError: an unknown quantity in ``cfg.fit`` or flights of different control periods.
+        NotEnoughData: too little clean data for one window (a ``ValueError``).
     """
     cfg = cfg or WorldModelConfig()
     unknown = set(cfg.fit) - set(FITTABLE)
@@ -347,7 +351,7 @@ def fit(flights: list[Flight], nominal: QuadrotorModel, cfg: WorldModelConfig | 
     train, held = _split(clean, cfg.holdout_fraction, burn_in + max(cfg.horizon, 50))
     windows = _windows(train, cfg.horizon, burn_in)
     if not windows:
-        raise ValueError(f"no {cfg.horizon}-step window in the data after cleaning ({counts})")
+        raise NotEnoughData(f"no {cfg.horizon}-step window in the data after cleaning ({counts})")
     gen = torch.Generator().manual_seed(cfg.seed)
     if not cfg.physics:
         return _fit_learned(train, held, nominal, cfg, burn_in, {**counts, "train_windows": len(windows)})

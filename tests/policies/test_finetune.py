@@ -11,7 +11,7 @@ from helpers import PRETRAINED, TRAINED_POLICY
 from sim2real.core.files import CheckpointError
 from sim2real.export.onnx import export_onnx
 from sim2real.policies.finetune import FinetuneConfig, Finetuner, load_pretrained
-from sim2real.policies.world_model import WorldModelConfig
+from sim2real.policies.world_model import Flight, NotEnoughData, WorldModelConfig
 from sim2real.tasks.quadrotor_hover.env import Shift
 from sim2real.tasks.quadrotor_hover.flight import SimulatedRobot
 
@@ -110,3 +110,31 @@ def test_twenty_real_seconds_make_the_heavy_quadrotor_fly_better_without_a_viola
     before, after = error(TRAINED_POLICY), error(Path(report["deployed"]))
     assert report["accepted"] >= 1 and robot.violation_steps == 0
     assert after < before - 0.02, (before, after)  # measured: 0.111 m -> 0.07 m
+
+
+class _ChoppyRobot(SimulatedRobot):
+    """Its first flight comes back cut into 20-step pieces (a control loop missing every 21st tick)."""
+
+    def fly(self, schedule):  # noqa: ANN001, ANN201
+        flights = super().fly(schedule)
+        if len(self.deployments) > 1 or getattr(self, "_chopped", False):
+            return flights
+        self._chopped = True
+        return [Flight(f.odom[a : a + 21], f.action[a : a + 20], f.dt, f.target[a : a + 21])  # type: ignore[index]
+                for f in flights for a in range(0, f.steps - 20, 21)]  # fmt: skip
+
+
+def test_a_flight_too_choppy_to_fit_is_flown_again(tmp_path: Path) -> None:
+    robot = _ChoppyRobot(HEAVY, seed=0)
+    robot.deploy(TRAINED_POLICY)
+    ft = Finetuner(_small(max_real_s=4.0), load_pretrained(PRETRAINED), robot, lambda c, o: export_onnx(c, o), tmp_path,
+                   TRAINED_POLICY, quiet=True)  # fmt: skip
+    report = ft.run()
+    first, second = report["iterations"]
+    assert "parameters" not in first and "not fitted: no 10-step window" in first["gate"]["reasons"][0]
+    assert "parameters" in second and report["real_s"] == pytest.approx(3.8)
+    robot = _ChoppyRobot(HEAVY, seed=0)
+    robot.deploy(TRAINED_POLICY)
+    with pytest.raises(NotEnoughData, match="no flight of the 2.0 s flown"):  # only the choppy flight: never fitted
+        Finetuner(_small(max_real_s=2.0), load_pretrained(PRETRAINED), robot, lambda c, o: export_onnx(c, o),
+                  tmp_path / "b", TRAINED_POLICY, quiet=True).run()  # fmt: skip

@@ -21,24 +21,43 @@ import torch.nn.functional as F
 _EPS = 1e-12
 
 
-class Sdf(Protocol):
-    """A signed distance function in the shape's own frame."""
+Components = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
-    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """``p`` ``(E, N, 3)`` points -> ``phi`` ``(E, N)`` [m], negative inside, and ``n`` ``(E, N, 3)`` unit outward."""
+
+class Sdf(Protocol):
+    """A signed distance function in the shape's own frame, on coordinates given component by component.
+
+    Components (not ``(..., 3)`` tensors) keep every operation elementwise, so that a compiled sensor fuses the
+    whole query into one vectorised loop.
+    """
+
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, Components]:
+        """Coordinates ``(E, N)`` each -> ``phi`` ``(E, N)`` [m], negative inside, and the unit outward normal."""
         ...
 
 
-def _per_env(size: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
-    """A ``(k,)`` or ``(E, k)`` size as ``(E or 1, 1, k)``, on ``p``'s device and dtype."""
-    size = torch.as_tensor(size, dtype=p.dtype, device=p.device)
-    return size.reshape(-1 if size.dim() == 2 else 1, 1, size.shape[-1])
+def evaluate(sdf: Sdf, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``sdf`` at points ``p`` ``(E, N, 3)`` -> ``phi`` ``(E, N)`` and ``n`` ``(E, N, 3)``."""
+    phi, n = sdf(p[..., 0], p[..., 1], p[..., 2])
+    return phi, torch.stack(n, -1)
 
 
-def _unit(v: torch.Tensor, fallback: torch.Tensor) -> torch.Tensor:
-    """``v / |v|`` along the last axis; ``fallback`` where ``|v|`` is 0 (a point exactly on the axis or centre)."""
-    norm = v.norm(dim=-1, keepdim=True)
-    return torch.where(norm > _EPS, v / norm.clamp_min(_EPS), fallback.expand_as(v))
+def _size(size: torch.Tensor, like: torch.Tensor, i: int) -> torch.Tensor:
+    """Entry ``i`` of a ``(k,)`` or ``(E, k)`` size as ``(E or 1, 1)``, on ``like``'s device and dtype."""
+    size = torch.as_tensor(size, dtype=like.dtype, device=like.device)
+    return size[..., i].reshape(-1, 1)
+
+
+def _unit(x: torch.Tensor, y: torch.Tensor, z: torch.Tensor, fallback: tuple[float, float, float]) -> Components:
+    """``v / |v|``; ``fallback`` where ``|v|`` is 0 (a point exactly on the centre or the axis)."""
+    norm = torch.sqrt(x * x + y * y + z * z)
+    inv = 1.0 / norm.clamp_min(_EPS)
+    ok = norm > _EPS
+    return tuple(torch.where(ok, c * inv, f) for c, f in zip((x, y, z), fallback))  # type: ignore[return-value]
+
+
+def _sign(v: torch.Tensor) -> torch.Tensor:
+    return torch.where(v >= 0, 1.0, -1.0).to(v.dtype)
 
 
 @dataclass
@@ -47,10 +66,9 @@ class Sphere:
 
     radius: torch.Tensor
 
-    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        r = _per_env(self.radius, p)[..., 0]  # (E, 1)
-        up = p.new_tensor([0.0, 0.0, 1.0])
-        return p.norm(dim=-1) - r, _unit(p, up)  # phi = |p| - r, n = p / |p|
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, Components]:
+        phi = torch.sqrt(x * x + y * y + z * z) - _size(self.radius, x, 0)  # |p| - r
+        return phi, _unit(x, y, z, (0.0, 0.0, 1.0))  # n = p / |p|
 
 
 @dataclass
@@ -59,17 +77,19 @@ class Box:
 
     half: torch.Tensor
 
-    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        h = _per_env(self.half, p)
-        q = p.abs() - h  # (E, N, 3): per-axis distance outside the slab (negative inside)
-        outside = q.clamp_min(0.0)
-        dist_out = outside.norm(dim=-1)  # |max(q, 0)|: distance to the box from outside
-        q_max, axis = q.max(dim=-1)  # inside: the nearest face is that of the largest q
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, Components]:
+        qx, qy, qz = x.abs() - _size(self.half, x, 0), y.abs() - _size(self.half, x, 1), z.abs() - _size(self.half, x, 2)
+        ox, oy, oz = qx.clamp_min(0.0), qy.clamp_min(0.0), qz.clamp_min(0.0)  # per-axis distance outside the slabs
+        dist_out = torch.sqrt(ox * ox + oy * oy + oz * oz)  # |max(q, 0)|: the distance from outside
+        q_max = torch.maximum(qx, torch.maximum(qy, qz))  # inside: the nearest face is that of the largest q
         phi = dist_out + q_max.clamp_max(0.0)
-        sign = torch.where(p >= 0, 1.0, -1.0).to(p.dtype)
-        n_out = sign * outside / dist_out.clamp_min(_EPS)[..., None]
-        n_in = sign * F.one_hot(axis, 3).to(p.dtype)
-        return phi, torch.where((dist_out > _EPS)[..., None], n_out, n_in)
+        outside, inv = dist_out > _EPS, 1.0 / dist_out.clamp_min(_EPS)
+        in_x = (qx >= qy) & (qx >= qz)
+        in_y = ~in_x & (qy >= qz)
+        in_z = ~in_x & ~in_y
+        n = tuple(_sign(c) * torch.where(outside, o * inv, inside.to(c.dtype))
+                  for c, o, inside in ((x, ox, in_x), (y, oy, in_y), (z, oz, in_z)))  # fmt: skip
+        return phi, n  # type: ignore[return-value]
 
 
 @dataclass
@@ -78,14 +98,11 @@ class Capsule:
 
     size: torch.Tensor
 
-    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = _per_env(self.size, p)
-        r, half = s[..., 0], s[..., 1]  # (E, 1)
-        c = torch.stack((torch.zeros_like(p[..., 2]), torch.zeros_like(p[..., 2]),
-                         torch.maximum(torch.minimum(p[..., 2], half), -half)), -1)  # fmt: skip  # nearest axis point
-        v = p - c
-        side = torch.cat((torch.ones_like(p[..., :1]), torch.zeros_like(p[..., :2])), -1)
-        return v.norm(dim=-1) - r, _unit(v, side)
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, Components]:
+        half = _size(self.size, x, 1)
+        dz = z - torch.maximum(torch.minimum(z, half), -half)  # from the nearest point of the segment
+        phi = torch.sqrt(x * x + y * y + dz * dz) - _size(self.size, x, 0)
+        return phi, _unit(x, y, dz, (1.0, 0.0, 0.0))
 
 
 @dataclass
@@ -94,20 +111,20 @@ class Cylinder:
 
     size: torch.Tensor
 
-    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        s = _per_env(self.size, p)
-        r, half = s[..., 0], s[..., 1]
-        rho = p[..., :2].norm(dim=-1)
-        radial = _unit(torch.cat((p[..., :2], torch.zeros_like(p[..., 2:])), -1), p.new_tensor([1.0, 0.0, 0.0]))
-        axial = torch.zeros_like(p)
-        axial[..., 2] = torch.where(p[..., 2] >= 0, 1.0, -1.0)
-        d_r, d_z = rho - r, p[..., 2].abs() - half  # 2-D box in (rho, |z|)
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, Components]:
+        rho = torch.sqrt(x * x + y * y)
+        rx, ry, _ = _unit(x, y, torch.zeros_like(z), (1.0, 0.0, 0.0))  # the radial direction
+        d_r, d_z = rho - _size(self.size, x, 0), z.abs() - _size(self.size, x, 1)  # a 2-D box in (rho, |z|)
         out_r, out_z = d_r.clamp_min(0.0), d_z.clamp_min(0.0)
-        dist_out = torch.sqrt(out_r**2 + out_z**2)
+        dist_out = torch.sqrt(out_r * out_r + out_z * out_z)
         phi = dist_out + torch.maximum(d_r, d_z).clamp_max(0.0)
-        n_out = (out_r[..., None] * radial + out_z[..., None] * axial) / dist_out.clamp_min(_EPS)[..., None]
-        n_in = torch.where((d_r > d_z)[..., None], radial, axial)
-        return phi, torch.where((dist_out > _EPS)[..., None], n_out, n_in)
+        outside, inv = dist_out > _EPS, 1.0 / dist_out.clamp_min(_EPS)
+        radial = d_r > d_z  # inside: the nearer of the side and the cap
+        sz = _sign(z)
+        nx = torch.where(outside, out_r * inv * rx, torch.where(radial, rx, 0.0))
+        ny = torch.where(outside, out_r * inv * ry, torch.where(radial, ry, 0.0))
+        nz = torch.where(outside, out_z * inv * sz, torch.where(radial, 0.0, sz))
+        return phi, (nx, ny, nz)
 
 
 @dataclass
@@ -134,14 +151,15 @@ class SdfGrid:
         gz, gy, gx = torch.gradient(self.values, spacing=(float(spacing[2]), float(spacing[1]), float(spacing[0])))
         self._field = torch.stack((self.values, gx, gy, gz))[None]  # (1, 4, D, H, W): phi and its gradient
 
-    def __call__(self, p: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def __call__(self, x: torch.Tensor, y: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, Components]:
+        p = torch.stack(torch.broadcast_tensors(x, y, z), -1)
         lo, hi = self.lo.to(p), self.hi.to(p)
         inside = torch.maximum(torch.minimum(p, hi), lo)
         grid = (2 * (inside - lo) / (hi - lo) - 1).reshape(1, 1, 1, -1, 3)  # grid_sample wants (x, y, z) in [-1, 1]
         field = F.grid_sample(self._field.to(p), grid, mode="bilinear", align_corners=True)  # (1, 4, 1, 1, E * N)
         field = field.reshape(4, *p.shape[:-1])
         phi = field[0] + (p - inside).norm(dim=-1)
-        return phi, _unit(field[1:].movedim(0, -1), p.new_tensor([0.0, 0.0, 1.0]))
+        return phi, _unit(field[1], field[2], field[3], (0.0, 0.0, 1.0))
 
     @classmethod
     def from_mesh(cls, vertices: torch.Tensor, faces: torch.Tensor, resolution: int = 32,

@@ -22,7 +22,9 @@ Every constant may be one number or one per env (domain randomisation: ``Tactile
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 
@@ -169,7 +171,7 @@ class TactileSensor:
         self.pad = pad or PadGeometry()
         self.constants = constants or TactileConstants()
         self.taxels = self.pad.grid().to(device)  # (N, 3) in the pad frame
-        self._field = _compiled(_field) if compile else _field
+        self._field = maybe_compiled(_field, compile)
 
     def read(self, pads: RigidState, shapes: list[ContactShape]) -> TactileReading:
         """The depths and forces on every taxel of every pad.
@@ -181,7 +183,7 @@ class TactileSensor:
         Raises:
             ValueError: wrong shapes, NaN/Inf in a pose or velocity, or no shape.
         """
-        _check(pads, shapes)
+        check_contact_inputs(pads, shapes)
         c = self.constants.per_env(pads.pos)
         depth, force = self._field(self.taxels.to(pads.pos), pads, shapes, c["k_n"], c["k_d"], c["k_t"], c["mu"])
         grid = (*pads.pos.shape[:2], self.pad.rows, self.pad.cols)
@@ -189,18 +191,24 @@ class TactileSensor:
 
     def depth_at(self, pads: RigidState, shapes: list[ContactShape], points: torch.Tensor) -> torch.Tensor:
         """Penetration depth ``(E, P, M)`` at points ``(M, 3)`` of the pads' frames (an image's pixels)."""
-        _check(pads, shapes)
-        e, p = pads.pos.shape[:2]
-        points = points.to(pads.pos)
-        depth = pads.pos.new_zeros(e, p, len(points))
-        for shape in shapes:
-            local, _ = _in_shape_frame(pads, shape.state, points)
-            phi, _ = shape.sdf(local.reshape(e, -1, 3))
-            depth = torch.maximum(depth, (-phi.reshape(e, p, -1)).clamp_min(0.0))
-        return depth
+        check_contact_inputs(pads, shapes)
+        return depth_at(points.to(pads.pos), pads, shapes)
 
 
-def _check(pads: RigidState, shapes: list[ContactShape]) -> None:
+def depth_at(points: torch.Tensor, pads: RigidState, shapes: list[ContactShape]) -> torch.Tensor:
+    """Penetration depth ``(E, P, M)`` of the deepest shape at points ``(M, 3)`` of the pads' frames (checked inputs)."""
+    e, p = pads.pos.shape[:2]
+    pts = points.unbind(-1)
+    depth = pads.pos.new_zeros(e, p, len(points))
+    for shape in shapes:
+        local, _ = _in_shape_frame(pads, shape.state, pts)
+        phi, _ = shape.sdf(*(c.reshape(e, -1) for c in local))
+        depth = torch.maximum(depth, (-phi.reshape(e, p, -1)).clamp_min(0.0))
+    return depth
+
+
+def check_contact_inputs(pads: RigidState, shapes: list[ContactShape]) -> None:
+    """ValueError unless the pads and shapes have matching shapes and finite values."""
     pads.check("pads")
     if not shapes:
         raise ValueError("the tactile sensor needs at least one contact shape")
@@ -215,40 +223,47 @@ def _field(taxels: torch.Tensor, pads: RigidState, shapes: list[ContactShape], k
            k_t: torch.Tensor, mu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # fmt: skip
     """Depth ``(E, P, N)`` and ``[pressure, shear_x, shear_y]`` ``(E, P, N, 3)`` of checked inputs.
 
-    No data-dependent control flow, so that it compiles into one loop.
+    Component by component (``(E, P, N)`` tensors, no reduction over a 3-axis) and no data-dependent control flow,
+    so that it compiles into one vectorised loop.
     """
     e, p = pads.pos.shape[:2]
+    pts = taxels.unbind(-1)
     depth = pads.pos.new_zeros(e, p, len(taxels))
-    force = pads.pos.new_zeros(e, p, len(taxels), 3)  # on the gel, in the pad frame
+    fx = fy = fz = torch.zeros_like(depth)  # the force on the gel, in the pad frame
     for shape in shapes:
-        local, rel = _in_shape_frame(pads, shape.state, taxels)
-        phi, n_local = shape.sdf(local.reshape(e, -1, 3))
-        d = (-phi.reshape(e, p, -1)).clamp_min(0.0)  # penetration depth (E, P, N)
-        n = (n_local.reshape(local.shape)[..., :, None] * rel[:, :, None]).sum(-2)  # outward normal, pad frame
-        v = _relative_velocity(pads, shape.state, taxels)  # the gel relative to the shape, pad frame
-        vn = (n * v).sum(-1)
+        local, rel = _in_shape_frame(pads, shape.state, pts)
+        phi, n_local = shape.sdf(*(c.reshape(e, -1) for c in local))
+        d = (-phi.reshape(e, p, -1)).clamp_min(0.0)  # penetration depth
+        nl = [c.reshape(e, p, -1) for c in n_local]
+        n = [sum(rel[..., i, j, None] * nl[i] for i in range(3)) for j in range(3)]  # rel^T n: pad frame
+        v = _relative_velocity(pads, shape.state, pts)  # the gel relative to the shape, pad frame
+        vn = n[0] * v[0] + n[1] * v[1] + n[2] * v[2]
         f_n = d * (k_n - k_d * vn).clamp_min(0.0)  # Hunt-Crossley, penetration rate d' = -n . v
-        v_t = v - n * vn[..., None]  # tangential slip
-        speed = v_t.norm(dim=-1)
+        vt = [v[i] - n[i] * vn for i in range(3)]  # tangential slip
+        speed = torch.sqrt(vt[0] * vt[0] + vt[1] * vt[1] + vt[2] * vt[2])
         cap = torch.minimum(k_t * speed, mu * f_n)  # viscous shear, capped by the friction cone
-        f_t = v_t * (-cap / speed.clamp_min(1e-9))[..., None]
-        force = force + torch.where((d > 0)[..., None], f_n[..., None] * n + f_t, 0.0)
+        shear = -cap / speed.clamp_min(1e-9)
+        touch = d > 0
+        fx = fx + torch.where(touch, f_n * n[0] + shear * vt[0], 0.0)
+        fy = fy + torch.where(touch, f_n * n[1] + shear * vt[1], 0.0)
+        fz = fz + torch.where(touch, f_n * n[2] + shear * vt[2], 0.0)
         depth = torch.maximum(depth, d)
-    return depth, torch.stack((-force[..., 2], force[..., 0], force[..., 1]), -1)  # pressure, shear x, shear y
+    return depth, torch.stack((-fz, fx, fy), -1)  # pressure, shear x, shear y
 
 
-def _compiled(fn):  # noqa: ANN001, ANN202
-    """``torch.compile(fn)``, falling back to ``fn`` (with a warning) the first time compiling fails."""
-    compiled = torch.compile(fn, dynamic=False)
-    state = {"fn": compiled}
+def maybe_compiled(fn: Callable[..., Any], compile: bool) -> Callable[..., Any]:
+    """``torch.compile(fn)`` when ``compile``, falling back to ``fn`` (with a warning) the first time compiling fails."""
+    if not compile:
+        return fn
+    state = {"fn": torch.compile(fn, dynamic=False)}
 
-    def run(*args):  # noqa: ANN002, ANN202
+    def run(*args: Any) -> Any:
         try:
             return state["fn"](*args)
         except Exception as err:  # noqa: BLE001 - a missing compiler shows up as any of several errors
             if state["fn"] is fn:
                 raise
-            warnings.warn(f"tactile sensor: torch.compile failed ({type(err).__name__}: {err}); running eager",
+            warnings.warn(f"torch.compile failed ({type(err).__name__}: {err}); running {fn.__name__} eagerly",
                           RuntimeWarning, stacklevel=3)  # fmt: skip
             state["fn"] = fn
             return fn(*args)
@@ -256,19 +271,20 @@ def _compiled(fn):  # noqa: ANN001, ANN202
     return run
 
 
-def _in_shape_frame(pads: RigidState, s: RigidState, points: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Points ``(N, 3)`` of the pads' frames in the shape's frame ``(E, P, N, 3)``, and ``rel = R_s^T R_pad``."""
+def _in_shape_frame(pads: RigidState, s: RigidState,
+                    pts: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], torch.Tensor]:  # fmt: skip
+    """Pad-frame points (components ``(N,)``) in the shape's frame, components ``(E, P, N)``; ``rel = R_s^T R_pad``."""
     rel = s.rot.transpose(-1, -2) @ pads.rot  # (E, P, 3, 3): pad frame -> shape frame
-    t = (pads.pos - s.pos)[..., None, :] @ s.rot  # (E, P, 1, 3): R_s^T (p_pad - p_s), as a row
-    return _affine(rel, points, t), rel
+    t = ((pads.pos - s.pos)[..., None, :] @ s.rot)[..., 0, :]  # (E, P, 3): R_s^T (p_pad - p_s)
+    return [sum(rel[..., i, j, None] * pts[j] for j in range(3)) + t[..., i, None] for i in range(3)], rel
 
 
-def _relative_velocity(pads: RigidState, s: RigidState, points: torch.Tensor) -> torch.Tensor:
-    """Velocity ``(E, P, N, 3)`` of the gel at pad points ``(N, 3)`` relative to the shape's material there, pad frame.
+def _relative_velocity(pads: RigidState, s: RigidState, pts: Sequence[torch.Tensor]) -> list[torch.Tensor]:
+    """Velocity of the gel at pad points (components ``(N,)``) relative to the shape's material there, pad frame.
 
     ``v_gel - v_obj = (v_p - v_s - w_s x (p_pad - p_s)) + (w_p - w_s) x r`` with ``r = R_pad x``: affine in the
-    point ``x``, so in the pad frame one small matrix product ``a + [b]_x x`` with ``a = R_pad^T (...)`` and
-    ``b = R_pad^T (w_p - w_s)``.
+    point ``x``; in the pad frame ``a + b x x`` with ``a = R_pad^T (...)`` and ``b = R_pad^T (w_p - w_s)``.
+    Components ``(E, P, N)``.
     """
     e, p = pads.pos.shape[:2]
     zero = pads.pos.new_zeros(e, p, 3)
@@ -277,17 +293,9 @@ def _relative_velocity(pads: RigidState, s: RigidState, points: torch.Tensor) ->
     v_s = s.linvel if s.linvel is not None else zero
     w_s = s.angvel if s.angvel is not None else zero
     a = v_p - v_s - torch.cross(w_s.expand_as(zero), pads.pos - s.pos, dim=-1)  # (E, P, 3), world
-    a = a[..., None, :] @ pads.rot  # (E, P, 1, 3): R_pad^T a, as a row
-    bx, by, bz = ((w_p - w_s)[..., None, :] @ pads.rot)[..., 0, :].unbind(-1)
-    o = torch.zeros_like(bx)
-    skew = torch.stack((o, -bz, by, bz, o, -bx, -by, bx, o), -1).reshape(e, p, 3, 3)  # [b]_x
-    return _affine(skew, points, a)
-
-
-def _affine(m: torch.Tensor, points: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-    """``m @ x + t`` for matrices ``(E, P, 3, 3)``, points ``(N, 3)`` and offsets ``(E, P, 1, 3)`` -> ``(E, P, N, 3)``.
-
-    Broadcast products, not a batched matrix product: a 3 x 3 by 3 x N product per pad is slow as BLAS and fuses
-    into one loop when compiled.
-    """
-    return (m[:, :, None] * points[:, None, :]).sum(-1) + t
+    a = (a[..., None, :] @ pads.rot)[..., 0, :]  # R_pad^T a
+    b = ((w_p - w_s)[..., None, :] @ pads.rot)[..., 0, :]  # R_pad^T (w_p - w_s)
+    ax, ay, az = (a[..., i, None] for i in range(3))
+    bx, by, bz = (b[..., i, None] for i in range(3))
+    x, y, z = pts
+    return [ax + by * z - bz * y, ay + bz * x - bx * z, az + bx * y - by * x]

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from sim2real.sim.sdf import Box, Capsule, Cylinder, SdfGrid, Sphere, sdf_for
+from sim2real.sim.sdf import Box, Capsule, Cylinder, SdfGrid, Sphere, evaluate, sdf_for
 from sim2real.sim.tactile import ContactShape, PadGeometry, RigidState, TactileConstants, TactileSensor
 
 EYE = torch.eye(3)
@@ -132,7 +132,7 @@ def test_bad_input_is_a_clear_error() -> None:
     ],
 )  # fmt: skip
 def test_primitive_sdfs(sdf, point, phi, normal) -> None:  # noqa: ANN001
-    got_phi, got_n = sdf(torch.tensor([[point]]))
+    got_phi, got_n = evaluate(sdf, torch.tensor([[point]]))
     assert got_phi.item() == pytest.approx(phi, abs=1e-6) and got_n[0, 0].tolist() == pytest.approx(normal, abs=1e-6)
 
 
@@ -147,8 +147,8 @@ def test_a_mesh_sdf_grid_matches_the_analytic_box() -> None:
     v, f = _cube_mesh(0.01)
     grid = SdfGrid.from_mesh(v, f, resolution=41, padding=0.25)
     pts = (torch.rand(1, 500, 3, generator=torch.Generator().manual_seed(1)) - 0.5) * 0.028
-    phi, n = grid(pts)
-    ref_phi, ref_n = Box(torch.tensor([0.01, 0.01, 0.01]))(pts)
+    phi, n = evaluate(grid, pts)
+    ref_phi, ref_n = evaluate(Box(torch.tensor([0.01, 0.01, 0.01])), pts)
     assert (phi - ref_phi).abs().max() < 6e-4  # the grid spacing is 0.75 mm
     near_faces = (ref_phi.abs() < 0.002) & ((pts.abs() < 0.008).sum(-1) == 2)  # away from edges
     assert ((n * ref_n).sum(-1)[near_faces] > 0.95).all()

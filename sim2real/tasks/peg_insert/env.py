@@ -1,0 +1,326 @@
+"""Task ``peg-insert``: put a peg held in a two-pad gripper into a socket with 1 mm clearance, by touch (TacSL-style).
+
+The scene (MuJoCo, built by :func:`scene_xml`): a hand moved by a mocap target through a soft weld (a Cartesian
+impedance), two elastomer pads on it squeezing a cylindrical peg (radius 5 mm) that sits in the grasp on stiff
+springs (it slips and tilts a little when it is pushed), and a socket of four walls around a square hole 1 mm wider
+than the peg, on a mocap body placed anywhere in a 4 x 4 cm square. The action moves the hand's target by at most
+``max_step_m`` per axis and step (``(3,)`` in [-1, 1], 20 Hz). An episode ends when the peg's tip is
+``insert_depth_m`` into the hole (success) or after ``episode_s``.
+
+Randomised per episode: the peg's pose in the hand (offset along the pads, height, tilt: the springs' rest
+positions), the socket's position and the error of its estimate, the friction, the tactile constants.
+
+Observation groups:
+
+* ``policy`` (what a robot knows): the hand's position relative to the *estimated* socket, its velocity, the last
+  action;
+* ``tactile``: both pads' TacSL force fields (:mod:`sim2real.sim.tactile`: pressure and shear on a ``14 x 10`` taxel
+  grid, in newtons times ``force_scale``), or their RGB images (``tactile="image"``, ``2 x 3 x 80 x 60`` in
+  [0, 1]);
+* ``critic`` (privileged): the policy group noise-free, the peg tip relative to the *true* socket, the peg's pose
+  in the hand, the estimate's error and the contact force on the peg.
+"""
+
+from __future__ import annotations
+
+import copy
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from sim2real.core.obs import ObsGroup, ObsTerm
+from sim2real.sim.mujoco.env import require_mujoco
+from sim2real.sim.sdf import Cylinder
+from sim2real.sim.tactile import ContactShape, PadGeometry, RigidState, TactileConstants, TactileSensor
+from sim2real.sim.tactile_image import TactileCamera, TactileImageConfig
+from sim2real.sim.vecenv import EnvConfig, EnvSpec, VecEnv
+
+TASK = "peg-insert"
+PEG_RADIUS, PEG_HALF_LENGTH = 0.005, 0.02
+CLEARANCE = 0.001  # hole width - peg diameter
+SOCKET_DEPTH, WALL = 0.02, 0.01
+PAD_HALF = (0.010, 0.0125, 0.002)  # pad box half sizes: face 20 x 25 mm, 4 mm thick
+GRIP_DEPTH = 0.0005  # the peg presses this far into each pad
+PAD_HEIGHT = 0.012  # pads' centre above the peg's centre
+TIMESTEP, FRAME_SKIP = 0.002, 25
+START_HEIGHT = 0.025  # the tip above the socket's top at the start
+
+
+@dataclass
+class PegRandomization:
+    """Ranges drawn per episode (uniform in [-x, x] unless a pair)."""
+
+    in_hand_offset_m: float = 0.003
+    """Peg offset along the pads (the hand's x)."""
+    in_hand_height_m: float = 0.003
+    """Peg offset along its axis."""
+    in_hand_tilt_rad: float = 0.03
+    """Peg tilt about the axis across the pads."""
+    socket_range_m: float = 0.02
+    """Socket position in the table's square (x and y)."""
+    socket_estimate_std_m: float = 0.0005
+    """Error of the socket estimate the policy gets (Gaussian per axis, fixed per episode)."""
+    start_offset_m: float = 0.005
+    """The hand starts this far (x, y) from above the estimated socket."""
+    friction: tuple[float, float] = (0.3, 0.8)
+    tactile_k_n: tuple[float, float] = (150.0, 350.0)
+    """Normal stiffness of the pads' force field (TacSL's training range)."""
+
+
+@dataclass
+class PegInsertConfig(EnvConfig):
+    """The task's settings."""
+
+    num_envs: int = 32
+    episode_s: float = 5.0
+    max_step_m: float = 0.002
+    """Largest target move per axis and step."""
+    insert_depth_m: float = 0.01
+    """Success: the tip this far below the socket's top, inside the hole."""
+    tactile: str = "force_field"
+    """``force_field`` (2 x 14 x 10 x 3), ``image`` (2 x 3 x 80 x 60) or ``none``."""
+    force_scale: float = 1000.0
+    """The force field's unit in the observation: newtons times this (k_n ~ 250 N/m x 0.5 mm ~ 0.1 N)."""
+    taxels: tuple[int, int] = (14, 10)
+    """The force field's grid on each pad (rows along the pad's y, columns along its x)."""
+    success_bonus: float = 10.0
+    randomization: PegRandomization = field(default_factory=PegRandomization)
+    num_threads: int = 2
+    compile: bool = False
+    """Fuse the tactile sensor with torch.compile (faster after a first compile of a few seconds)."""
+
+    def __post_init__(self) -> None:
+        if self.tactile not in ("force_field", "image", "none"):
+            raise ValueError(f"tactile must be force_field, image or none, got {self.tactile!r}")
+        if not (self.episode_s > 0 and self.max_step_m > 0 and 0 < self.insert_depth_m < SOCKET_DEPTH):
+            raise ValueError(f"need episode_s > 0, max_step_m > 0 and 0 < insert_depth_m < {SOCKET_DEPTH}")
+
+
+def scene_xml() -> str:
+    """The MJCF of the scene (module docstring); sizes from the module constants."""
+    hole = PEG_RADIUS + CLEARANCE / 2  # half width of the square hole
+    z, c = SOCKET_DEPTH / 2, hole + WALL / 2  # the walls' half height, their centres' distance from the hole's
+    walls = "".join(f'<geom type="box" size="{WALL / 2} {hole + WALL} {z}" pos="{s * c} 0 {z}"/>'
+                    f'<geom type="box" size="{hole} {WALL / 2} {z}" pos="0 {s * c} {z}"/>' for s in (1, -1))  # fmt: skip
+    y = PEG_RADIUS + PAD_HALF[2] - GRIP_DEPTH  # each pad's centre from the peg's axis
+    pad = f'type="box" size="{PAD_HALF[0]} {PAD_HALF[1]} {PAD_HALF[2]}" contype="0" conaffinity="0" mass="0.02"'
+    top = SOCKET_DEPTH + START_HEIGHT + PEG_HALF_LENGTH
+    return f"""<mujoco model="peg_insert">
+  <option timestep="{TIMESTEP}" integrator="implicitfast"/>
+  <default><geom friction="0.5 0.005 0.0001" solref="0.004 1"/></default>
+  <worldbody>
+    <geom name="table" type="plane" size="0.3 0.3 0.01"/>
+    <body name="socket" mocap="true">{walls}</body>
+    <body name="target" mocap="true" pos="0 0 {top}"/>
+    <body name="hand" pos="0 0 {top}" gravcomp="1">
+      <freejoint name="hand"/>
+      <geom name="palm" type="box" size="0.015 0.02 0.005" pos="0 0 0.035" mass="0.3" contype="0" conaffinity="0"/>
+      <geom name="pad0" {pad} pos="0 {y} {PAD_HEIGHT}" euler="90 0 0"/>
+      <geom name="pad1" {pad} pos="0 {-y} {PAD_HEIGHT}" euler="-90 0 0"/>
+      <body name="peg" gravcomp="1">
+        <joint name="slip_x" type="slide" axis="1 0 0" stiffness="50000" damping="200" armature="0.5"/>
+        <joint name="slip_z" type="slide" axis="0 0 1" stiffness="50000" damping="200" armature="0.5"/>
+        <joint name="tilt" type="hinge" axis="0 1 0" stiffness="50" damping="0.2" armature="0.001"/>
+        <geom name="peg" type="cylinder" size="{PEG_RADIUS} {PEG_HALF_LENGTH}" mass="0.02"/>
+      </body>
+    </body>
+  </worldbody>
+  <equality><weld body1="target" body2="hand" solref="0.01 1"/></equality>
+</mujoco>"""
+
+
+def obs_groups(cfg: PegInsertConfig) -> dict[str, ObsGroup]:
+    """The observation groups (module docstring), defined once."""
+    policy = ObsGroup.of(
+        ObsTerm("hand_to_socket_estimate", 3, "world, m"),
+        ObsTerm("hand_velocity", 3, "world, m/s"),
+        ObsTerm("last_action", 3, "[-1, 1]"),
+    )
+    groups = {"policy": policy, "critic": policy.noise_free().extended(
+        ObsTerm("tip_to_socket", 3, "world, m"),
+        ObsTerm("peg_in_hand", 3, "slide x, slide z [m], tilt [rad]"),
+        ObsTerm("estimate_error", 3, "world, m"),
+        ObsTerm("peg_contact_force", 3, "world, N"),
+    )}  # fmt: skip
+    rows, cols = cfg.taxels
+    if cfg.tactile == "force_field":
+        unit = f"pads x {rows} x {cols} x (pressure, shear x, shear y), N x {cfg.force_scale:g}"
+        groups["tactile"] = ObsGroup.of(ObsTerm("force_field", 2 * rows * cols * 3, unit))
+    elif cfg.tactile == "image":
+        groups["tactile"] = ObsGroup.of(ObsTerm("image", 2 * 3 * 80 * 60, "pads x RGB x 80 x 60, [0, 1]"))
+    return groups
+
+
+class PegInsertEnv(VecEnv):
+    """The batched task (see the module docstring); every env has its own MjModel (randomised friction, springs)."""
+
+    cfg: PegInsertConfig
+
+    def __init__(self, cfg: PegInsertConfig | None = None) -> None:
+        mujoco = require_mujoco()
+        self.cfg = cfg = cfg or PegInsertConfig()
+        self.num_envs, self.device = cfg.num_envs, torch.device(cfg.device)
+        base = mujoco.MjModel.from_xml_string(scene_xml())
+        self.models = [copy.copy(base) for _ in range(cfg.num_envs)]
+        self.datas = [mujoco.MjData(m) for m in self.models]
+        self._mj = mujoco
+        self.ids = {name: mujoco.mj_name2id(base, mujoco.mjtObj.mjOBJ_GEOM, name) for name in ("pad0", "pad1", "peg")}
+        self.peg_body = mujoco.mj_name2id(base, mujoco.mjtObj.mjOBJ_BODY, "peg")
+        self.max_steps = int(round(cfg.episode_s / (TIMESTEP * FRAME_SKIP)))
+        self.spec = EnvSpec(TASK, obs_groups(cfg), 3, {"hand_target_delta": f"x, y, z; 1 = {cfg.max_step_m} m"},
+                            TIMESTEP * FRAME_SKIP, self.max_steps)  # fmt: skip
+        self.sensor = TactileSensor(PadGeometry(rows=cfg.taxels[0], cols=cfg.taxels[1]), compile=cfg.compile)
+        self.camera = TactileCamera(config=TactileImageConfig(), compile=cfg.compile) if cfg.tactile == "image" else None
+        self.pool = ThreadPoolExecutor(cfg.num_threads) if cfg.num_threads > 1 else None
+        n = cfg.num_envs
+        self.steps = torch.zeros(n, dtype=torch.long)
+        self.socket = np.zeros((n, 3))
+        self.estimate = np.zeros((n, 3))
+        self.in_hand = np.zeros((n, 3))
+        self.last_action = np.zeros((n, 3))
+        self.returns = torch.zeros(n)
+        self.gen = np.random.default_rng(0)
+        self.k_n = torch.full((n,), 250.0)
+
+    # ------------------------------------------------------------------------------------------ episodes
+    def _reset_env(self, i: int) -> None:
+        r, g, m, d = self.cfg.randomization, self.gen, self.models[i], self.datas[i]
+        self._mj.mj_resetData(m, d)
+        self.in_hand[i] = (g.uniform(-1, 1) * r.in_hand_offset_m, g.uniform(-1, 1) * r.in_hand_height_m,
+                           g.uniform(-1, 1) * r.in_hand_tilt_rad)  # fmt: skip
+        m.qpos_spring[7:10] = self.in_hand[i]  # the grasp's rest pose (slip_x, slip_z, tilt)
+        d.qpos[7:10] = self.in_hand[i]
+        m.geom_friction[:, 0] = g.uniform(*r.friction)
+        self.socket[i] = (g.uniform(-1, 1) * r.socket_range_m, g.uniform(-1, 1) * r.socket_range_m, 0.0)
+        self.estimate[i] = self.socket[i] + np.r_[g.normal(0, r.socket_estimate_std_m, 2), 0.0]
+        d.mocap_pos[0] = self.socket[i]
+        start = self.estimate[i] + np.r_[g.uniform(-1, 1, 2) * r.start_offset_m, SOCKET_DEPTH + START_HEIGHT + PEG_HALF_LENGTH]
+        d.mocap_pos[1] = start
+        d.qpos[0:3] = start
+        self._mj.mj_forward(m, d)
+        self.last_action[i] = 0.0
+        self.k_n[i] = float(g.uniform(*r.tactile_k_n))
+
+    def reset(self, seed: int | None = None) -> dict[str, torch.Tensor]:
+        if seed is not None:
+            self.gen = np.random.default_rng(seed)
+        for i in range(self.num_envs):
+            self._reset_env(i)
+        self.steps.zero_()
+        self.returns.zero_()
+        return self._observe()
+
+    def step(self, action: torch.Tensor) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor, torch.Tensor,
+                                                  dict[str, Any]]:  # fmt: skip
+        a = torch.as_tensor(action, dtype=torch.float32).cpu()
+        if a.shape != (self.num_envs, 3):
+            raise ValueError(f"action must be ({self.num_envs}, 3), got {tuple(a.shape)}")
+        if not bool(torch.isfinite(a).all()):
+            raise ValueError("action has NaN or Inf")
+        act = a.clamp(-1, 1).double().numpy()
+        self.last_action[:] = act
+
+        def run(lo: int, hi: int) -> None:
+            for i in range(lo, hi):
+                d = self.datas[i]
+                d.mocap_pos[1] = d.mocap_pos[1] + act[i] * self.cfg.max_step_m
+                self._mj.mj_step(self.models[i], d, FRAME_SKIP)
+
+        self._parallel(run)
+        self.steps += 1
+        tip = self._tips()
+        err = tip - (self.socket + np.r_[0.0, 0.0, SOCKET_DEPTH - self.cfg.insert_depth_m])
+        inside = np.abs(tip[:, :2] - self.socket[:, :2]).max(1) < PEG_RADIUS + CLEARANCE / 2  # in the hole
+        success = inside & (tip[:, 2] <= SOCKET_DEPTH - self.cfg.insert_depth_m)
+        # reward: minus the tip's distance to its goal in cm, a bonus on success
+        reward = torch.as_tensor(-100.0 * np.linalg.norm(err, axis=1) + self.cfg.success_bonus * success, dtype=torch.float32)
+        terminated = torch.as_tensor(success)
+        truncated = (self.steps >= self.max_steps) & ~terminated
+        self.returns += reward
+        obs = self._observe()
+        info: dict[str, Any] = {"success": terminated.clone()}
+        done = terminated | truncated
+        if bool(done.any()):
+            idx = torch.nonzero(done).flatten()
+            info["final_obs"] = {k: v.clone() for k, v in obs.items()}
+            info["episode"] = {"r": self.returns[idx].clone(), "l": self.steps[idx].clone().float(),
+                               "success": terminated[idx].float()}  # fmt: skip
+            for i in idx.tolist():
+                self._reset_env(i)
+            self.steps[idx], self.returns[idx] = 0, 0.0
+            obs = self._observe()
+        return obs, reward, terminated, truncated, info
+
+    # ------------------------------------------------------------------------------------------ sensing
+    def _parallel(self, fn: Any) -> None:
+        n = self.num_envs
+        if self.pool is None:
+            fn(0, n)
+            return
+        k = self.cfg.num_threads
+        bounds = [(n * j // k, n * (j + 1) // k) for j in range(k)]
+        list(self.pool.map(lambda b: fn(*b), bounds))
+
+    def _tips(self) -> np.ndarray:
+        """The peg tips' world positions ``(E, 3)``."""
+        g = self.ids["peg"]
+        return np.stack([d.geom_xpos[g] - PEG_HALF_LENGTH * d.geom_xmat[g].reshape(3, 3)[:, 2] for d in self.datas])
+
+    def _bodies(self) -> tuple[RigidState, list[ContactShape]]:
+        """Pads (their sensing faces) and the peg as the tactile sensor takes them, ``(E, 2)`` and ``(E, 1)``."""
+        n, mj = self.num_envs, self._mj
+        pos, rot, lin, ang = (np.zeros((n, 3, 3)), np.zeros((n, 3, 3, 3)), np.zeros((n, 3, 3)), np.zeros((n, 3, 3)))
+        vel = np.zeros(6)
+        for i, (m, d) in enumerate(zip(self.models, self.datas)):
+            for k, name in enumerate(("pad0", "pad1", "peg")):
+                g = self.ids[name]
+                r = d.geom_xmat[g].reshape(3, 3)
+                mj.mj_objectVelocity(m, d, mj.mjtObj.mjOBJ_GEOM, g, vel, 0)  # (angular, linear) at the geom, world
+                offset = r[:, 2] * PAD_HALF[2] if k < 2 else np.zeros(3)  # a pad's face is its box's +z side
+                pos[i, k], rot[i, k], ang[i, k] = d.geom_xpos[g] + offset, r, vel[:3]
+                lin[i, k] = vel[3:] + np.cross(vel[:3], offset)
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        pads = RigidState(t(pos[:, :2]), t(rot[:, :2]), t(lin[:, :2]), t(ang[:, :2]))
+        peg = RigidState(t(pos[:, 2:]), t(rot[:, 2:]), t(lin[:, 2:]), t(ang[:, 2:]))
+        return pads, [ContactShape(Cylinder(torch.tensor([PEG_RADIUS, PEG_HALF_LENGTH])), peg)]
+
+    def _observe(self) -> dict[str, torch.Tensor]:
+        n = self.num_envs
+        hand = np.stack([d.qpos[0:3] for d in self.datas])
+        hand_vel = np.stack([d.qvel[0:3] for d in self.datas])
+        tip = self._tips()
+        force = np.zeros((n, 3))
+        for i, (m, d) in enumerate(zip(self.models, self.datas)):  # contact forces on the peg, world frame
+            f6 = np.zeros(6)
+            for c in range(d.ncon):
+                con = d.contact[c]
+                if self.peg_body in (m.geom_bodyid[con.geom1], m.geom_bodyid[con.geom2]):
+                    self._mj.mj_contactForce(m, d, c, f6)
+                    sign = -1.0 if m.geom_bodyid[con.geom1] == self.peg_body else 1.0
+                    force[i] += sign * con.frame.reshape(3, 3).T @ f6[:3]
+        t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
+        groups = self.spec.obs_groups
+        policy = groups["policy"].concat(hand_to_socket_estimate=t(hand - self.estimate), hand_velocity=t(hand_vel),
+                                         last_action=t(self.last_action))  # fmt: skip
+        slips = np.stack([d.qpos[7:10] for d in self.datas])
+        critic = groups["critic"].concat(hand_to_socket_estimate=t(hand - self.estimate), hand_velocity=t(hand_vel),
+                                         last_action=t(self.last_action), tip_to_socket=t(tip - self.socket),
+                                         peg_in_hand=t(slips), estimate_error=t(self.estimate - self.socket),
+                                         peg_contact_force=t(force))  # fmt: skip
+        obs = {"policy": policy, "critic": critic}
+        if self.cfg.tactile != "none":
+            pads, shapes = self._bodies()
+            if self.camera is not None:
+                obs["tactile"] = (self.camera.render(pads, shapes) / 255.0).reshape(n, -1)
+            else:
+                self.sensor.constants = TactileConstants(k_n=self.k_n.clone())
+                obs["tactile"] = (self.sensor.read(pads, shapes).force * self.cfg.force_scale).reshape(n, -1)
+        return {k: v.to(self.device) for k, v in obs.items()}
+
+    def close(self) -> None:
+        if self.pool is not None:
+            self.pool.shutdown()
+            self.pool = None

@@ -72,8 +72,9 @@ def test_observation_groups_and_the_vecenv_contract(tactile: str, dim: int) -> N
         assert env.spec.obs_dims == {k: v.shape[1] for k, v in obs.items()}
         for _ in range(5):  # 0.25 s at 20 Hz
             obs, reward, terminated, truncated, info = env.step(torch.zeros(4, 3))
+            assert set(info["final_obs"]) == set(obs)  # every step (the contract)
         assert bool(truncated.all()) and not bool(terminated.any()) and reward.shape == (4,)
-        assert info["episode"]["l"].tolist() == [5.0] * 4 and set(info["final_obs"]) == set(obs)
+        assert info["episode"]["length"].tolist() == [5] * 4 and set(info["final_obs"]) == set(obs)
         assert bool(torch.isfinite(reward).all()) and float(env.steps.max()) == 0
         with pytest.raises(ValueError, match="action must be \\(4, 3\\)"):
             env.step(torch.zeros(3, 3))

@@ -241,12 +241,12 @@ class PegInsertEnv(VecEnv):
         truncated = (self.steps >= self.max_steps) & ~terminated
         self.returns += reward
         obs = self._observe()
-        info: dict[str, Any] = {"success": terminated.clone()}
+        info: dict[str, Any] = {"success": terminated.clone(), "final_obs": obs}
         done = terminated | truncated
         if bool(done.any()):
             idx = torch.nonzero(done).flatten()
             info["final_obs"] = {k: v.clone() for k, v in obs.items()}
-            info["episode"] = {"r": self.returns[idx].clone(), "l": self.steps[idx].clone().float(),
+            info["episode"] = {"return": self.returns[idx].clone(), "length": self.steps[idx].clone(),
                                "success": terminated[idx].float()}  # fmt: skip
             for i in idx.tolist():
                 self._reset_env(i)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -150,7 +150,7 @@ class TactileReading:
     """``(E, P, rows, cols)`` penetration depth [m] (the deepest shape's)."""
     force: torch.Tensor
     """``(E, P, rows, cols, 3)``: pressure (normal force pressing the gel) and shear along the pad's x and y [N]."""
-    in_contact: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.bool))
+    in_contact: torch.Tensor
     """``(E, P)``: any taxel penetrated."""
 
 

@@ -154,6 +154,10 @@ def obs_groups(cfg: PegInsertConfig) -> dict[str, ObsGroup]:
     return groups
 
 
+def _f32(a: np.ndarray) -> torch.Tensor:
+    return torch.as_tensor(a, dtype=torch.float32)
+
+
 class PegInsertEnv(VecEnv):
     """The batched task (see the module docstring); every env has its own MjModel (randomised friction, springs)."""
 
@@ -240,7 +244,7 @@ class PegInsertEnv(VecEnv):
         terminated = torch.as_tensor(success)
         truncated = (self.steps >= self.max_steps) & ~terminated
         self.returns += reward
-        obs = self._observe()
+        obs = self._observe(tip=tip)
         info: dict[str, Any] = {"success": terminated.clone(), "final_obs": obs}
         done = terminated | truncated
         if bool(done.any()):
@@ -274,43 +278,38 @@ class PegInsertEnv(VecEnv):
         n, mj = self.num_envs, self._mj
         pos, rot, lin, ang = (np.zeros((n, 3, 3)), np.zeros((n, 3, 3, 3)), np.zeros((n, 3, 3)), np.zeros((n, 3, 3)))
         vel = np.zeros(6)
-        for i, (m, d) in enumerate(zip(self.models, self.datas)):
+        for row, (m, d) in enumerate(zip(self.models, self.datas)):
             for k, name in enumerate(("pad0", "pad1", "peg")):
                 g = self.ids[name]
                 r = d.geom_xmat[g].reshape(3, 3)
                 mj.mj_objectVelocity(m, d, mj.mjtObj.mjOBJ_GEOM, g, vel, 0)  # (angular, linear) at the geom, world
                 offset = r[:, 2] * PAD_HALF[2] if k < 2 else np.zeros(3)  # a pad's face is its box's +z side
-                pos[i, k], rot[i, k], ang[i, k] = d.geom_xpos[g] + offset, r, vel[:3]
-                lin[i, k] = vel[3:] + np.cross(vel[:3], offset)
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-        pads = RigidState(t(pos[:, :2]), t(rot[:, :2]), t(lin[:, :2]), t(ang[:, :2]))
-        peg = RigidState(t(pos[:, 2:]), t(rot[:, 2:]), t(lin[:, 2:]), t(ang[:, 2:]))
+                pos[row, k], rot[row, k], ang[row, k] = d.geom_xpos[g] + offset, r, vel[:3]
+                lin[row, k] = vel[3:] + np.cross(vel[:3], offset)
+        pads = RigidState(_f32(pos[:, :2]), _f32(rot[:, :2]), _f32(lin[:, :2]), _f32(ang[:, :2]))
+        peg = RigidState(_f32(pos[:, 2:]), _f32(rot[:, 2:]), _f32(lin[:, 2:]), _f32(ang[:, 2:]))
         return pads, [ContactShape(Cylinder(torch.tensor([PEG_RADIUS, PEG_HALF_LENGTH])), peg)]
 
-    def _observe(self) -> dict[str, torch.Tensor]:
-        n = self.num_envs
-        hand = np.stack([d.qpos[0:3] for d in self.datas])
-        hand_vel = np.stack([d.qvel[0:3] for d in self.datas])
-        tip = self._tips()
+    def _observe(self, tip: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """The observation groups; ``tip``: the peg tips (:meth:`_tips`) when the step already has them."""
+        n, datas = self.num_envs, self.datas
+        hand = np.stack([d.qpos[0:3] for d in datas])
+        tip = self._tips() if tip is None else tip
         force = np.zeros((n, 3))
-        for i, (m, d) in enumerate(zip(self.models, self.datas)):  # contact forces on the peg, world frame
+        for row, (m, d) in enumerate(zip(self.models, datas)):  # contact forces on the peg, world frame
             f6 = np.zeros(6)
             for c in range(d.ncon):
                 con = d.contact[c]
                 if self.peg_body in (m.geom_bodyid[con.geom1], m.geom_bodyid[con.geom2]):
                     self._mj.mj_contactForce(m, d, c, f6)
                     sign = -1.0 if m.geom_bodyid[con.geom1] == self.peg_body else 1.0
-                    force[i] += sign * con.frame.reshape(3, 3).T @ f6[:3]
-        t = lambda a: torch.as_tensor(a, dtype=torch.float32)  # noqa: E731
-        groups = self.spec.obs_groups
-        policy = groups["policy"].concat(hand_to_socket_estimate=t(hand - self.estimate), hand_velocity=t(hand_vel),
-                                         last_action=t(self.last_action))  # fmt: skip
-        slips = np.stack([d.qpos[7:10] for d in self.datas])
-        critic = groups["critic"].concat(hand_to_socket_estimate=t(hand - self.estimate), hand_velocity=t(hand_vel),
-                                         last_action=t(self.last_action), tip_to_socket=t(tip - self.socket),
-                                         peg_in_hand=t(slips), estimate_error=t(self.estimate - self.socket),
-                                         peg_contact_force=t(force))  # fmt: skip
-        obs = {"policy": policy, "critic": critic}
+                    force[row] += sign * con.frame.reshape(3, 3).T @ f6[:3]
+        groups, estimate, socket = self.spec.obs_groups, self.estimate, self.socket
+        known = {"hand_to_socket_estimate": _f32(hand - estimate), "hand_velocity": _f32(np.stack([d.qvel[0:3] for d in datas])),
+                 "last_action": _f32(self.last_action)}  # fmt: skip
+        obs = {"policy": groups["policy"].concat(**known), "critic": groups["critic"].concat(
+            **known, tip_to_socket=_f32(tip - socket), peg_in_hand=_f32(np.stack([d.qpos[7:10] for d in datas])),
+            estimate_error=_f32(estimate - socket), peg_contact_force=_f32(force))}  # fmt: skip
         if self.cfg.tactile != "none":
             pads, shapes = self._bodies()
             if self.camera is not None:

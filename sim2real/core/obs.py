@@ -18,6 +18,10 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     import torch
 
+GROUP_JOIN = "+"
+"""Joins observation group names into one input: ``"policy+tactile"`` is the two groups concatenated in that order
+(rsl_rl's ``obs_groups`` lists); a learner, an exported policy and its evaluation all read such a name."""
+
 HISTORY_TERM = "action_history"
 """Name of the term holding the policy's own past actions (whole actions, oldest first, ending the vector):
 an exported policy's consumers (the microcontroller, the ROS node) keep it themselves."""
@@ -155,3 +159,47 @@ class ObsGroup:
             terms.append(ObsTerm(name, size, str(item.get("frame", "")), float(item.get("noise_std", 0.0))))
             pos += size
         return cls(tuple(terms))
+
+
+# ----------------------------------------------------------------------------------------------- joined groups
+def group_names(name: str) -> tuple[str, ...]:
+    """The groups a (possibly joined) input name reads: ``"policy+tactile"`` -> ``("policy", "tactile")``."""
+    parts = tuple(name.split(GROUP_JOIN))
+    if not all(parts):
+        raise ValueError(f"malformed observation group name {name!r}")
+    return parts
+
+
+def _missing(name: str, have: Iterable[str]) -> KeyError:
+    return KeyError(f"observation group {name!r} not provided by the env (has {sorted(have)})")
+
+
+def joined_layout(groups: Mapping[str, ObsGroup], name: str) -> ObsGroup:
+    """The layout of input ``name``: its groups' terms in order (term names must stay unique)."""
+    parts = group_names(name)
+    for g in parts:
+        if g not in groups:
+            raise _missing(g, groups)
+    return ObsGroup(tuple(t for g in parts for t in groups[g].terms))
+
+
+def joined_dim(dims: Mapping[str, int], name: str) -> int:
+    """Width of input ``name`` from the groups' widths."""
+    parts = group_names(name)
+    for g in parts:
+        if g not in dims:
+            raise _missing(g, dims)
+    return sum(dims[g] for g in parts)
+
+
+def select(obs: Mapping[str, torch.Tensor], name: str) -> torch.Tensor:
+    """Input ``name`` ``(N, D)`` from an observation dict (one group as is; joined groups concatenated)."""
+    parts = group_names(name)
+    for g in parts:
+        if g not in obs:
+            raise _missing(g, obs)
+    if len(parts) == 1:
+        return obs[parts[0]]
+    import torch
+
+    return torch.cat([obs[g] for g in parts], -1)

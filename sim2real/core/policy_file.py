@@ -39,7 +39,7 @@ FLAT_KEYS = ("format_version", "task", "obs_group", "obs_dim", "act_dim", "contr
 _JSON_ORDER = (
     "format", "format_version", "task", "input", "output", "obs_group", "obs_dim", "obs_layout", "action_history_length",
     "obs_normalization", "act_dim", "action_meaning", "action_bounds", "policy", "control_dt", "control_rate_hz",
-    "robot", "max_episode_steps", "episode_length_s", "env_config", "train_config", "run_id", "checkpoint_file",
+    "robot", "sensors", "max_episode_steps", "episode_length_s", "env_config", "train_config", "run_id", "checkpoint_file",
     "checkpoint_sha256", "env_steps", "opset", "exporter", "torch_version", "sim2real_version", "created_utc",
 )  # fmt: skip
 
@@ -62,6 +62,9 @@ class PolicyMetadata:
     control_rate_hz: float = 0.0
     robot: dict[str, Any] = field(default_factory=dict)
     """The robot it was trained for (model, physical parameters, joint order, gains, ...)."""
+    sensors: dict[str, Any] = field(default_factory=dict)
+    """Structured sensors the input holds (``tactile``: ``kind``, ``term``, ``shape``, ``order``, ``channels``,
+    ``normalization``, ``pads``); the env running the policy must describe them identically."""
     max_episode_steps: int = 0
     env_config: dict[str, Any] = field(default_factory=dict)
     """The task's env config (``asdict``) the policy was trained with: evaluation rebuilds the env from it."""
@@ -121,7 +124,7 @@ class PolicyMetadata:
                  episode_length_s=self.episode_length_s,
                  input={"name": INPUT_NAME, "dtype": "float32", "shape": ["batch", self.obs_dim]},
                  output={"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", self.act_dim]})  # fmt: skip
-        out = {k: d[k] for k in _JSON_ORDER}
+        out = {k: d[k] for k in _JSON_ORDER if k != "sensors" or d[k]}  # no sensors: as files without them were
         out.update({k: d[k] for k in ("parity_max_abs_diff", "parity_samples", "parity_atol") if d[k] is not None})
         return _jsonable(out)
 
@@ -151,7 +154,7 @@ class PolicyMetadata:
             if "action_bounds" in kw:
                 lo, hi = kw["action_bounds"]
                 kw["action_bounds"] = (float(lo), float(hi))
-            for name in ("action_meaning", "robot", "env_config", "train_config"):
+            for name in ("action_meaning", "robot", "sensors", "env_config", "train_config"):
                 if not isinstance(kw.get(name, {}), dict):
                     raise ValueError(f"{name} must be an object, got {type(kw[name]).__name__}")
             return cls(**kw)
@@ -279,6 +282,11 @@ class OnnxPolicy:
     @property
     def obs_layout(self) -> ObsGroup:
         return self.metadata.obs_layout
+
+    @property
+    def obs_group(self) -> str:
+        """The observation group (or ``+``-joined groups) the policy reads."""
+        return self.metadata.obs_group
 
     def __call__(self, obs: Any) -> Any:
         """Actions ``(N, act_dim)`` for observations ``(N, obs_dim)`` (numpy in -> numpy out, torch -> torch).

@@ -16,7 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sim2real.sim.registry import TaskSpec
+from sim2real.sim.registry import TaskSpec, policy_input
 from sim2real.sim.vecenv import EnvConfig
 
 
@@ -44,7 +44,7 @@ def evaluate_returns(
     returns: list[float] = []
     lengths: list[float] = []
     while bool((done_count < per_env).any()):
-        obs, _, terminated, truncated, info = env.step(policy(obs["policy"]))
+        obs, _, terminated, truncated, info = env.step(policy(policy_input(policy, obs)))
         ids = (terminated | truncated).nonzero().flatten()  # the order of info["episode"]
         if len(ids) == 0:
             continue

@@ -19,15 +19,35 @@ from typing import Any
 
 from sim2real.core.config import dataclass_from_dict
 from sim2real.core.files import CheckpointError
+from sim2real.core.obs import joined_layout, select
 from sim2real.core.policy_file import PolicyMetadata
 from sim2real.sim.vecenv import EnvConfig, VecEnv
 
 #: Modules of the built-in tasks; importing one registers its tasks.
-BUILTIN_TASK_MODULES = ("sim2real.tasks.quadrotor_hover", "sim2real.tasks.gym_mujoco", "sim2real.tasks.humanoid_walk")
+BUILTIN_TASK_MODULES = (
+    "sim2real.tasks.quadrotor_hover", "sim2real.tasks.gym_mujoco", "sim2real.tasks.humanoid_walk", "sim2real.tasks.peg_insert",
+)  # fmt: skip
 ENTRY_POINT_GROUP = "sim2real.tasks"
 
 PolicyFn = Callable[[Any], Any]
-"""Maps ``policy`` observations ``(N, obs_dim)`` (torch) to actions ``(N, act_dim)``."""
+"""Maps observations ``(N, obs_dim)`` (torch) of its input group to actions ``(N, act_dim)``. The input group is
+the callable's ``obs_group`` attribute (``"policy"`` when it has none): :func:`policy_input` picks it."""
+
+
+@dataclass(frozen=True)
+class GroupedPolicy:
+    """A policy function with the name of the observation group (or joined groups) it reads."""
+
+    fn: Callable[[Any], Any]
+    obs_group: str = "policy"
+
+    def __call__(self, obs: Any) -> Any:
+        return self.fn(obs)
+
+
+def policy_input(policy: PolicyFn, obs: dict[str, Any]) -> Any:
+    """The part of an env's observation dict that ``policy`` reads (its ``obs_group``, default ``policy``)."""
+    return select(obs, getattr(policy, "obs_group", "policy"))
 
 
 @dataclass(frozen=True)
@@ -54,6 +74,9 @@ class TaskSpec:
     """``make(cfg) -> VecEnv`` for a config of type :attr:`config`."""
     train_defaults: Callable[[], Any]
     """The tuned ``TrainConfig`` of this task (imports the learning code only when called)."""
+    student_defaults: Callable[[], Any] | None = None
+    """The tuned ``TrainConfig`` of a distilled student (``sim2real train --stage student``; its ``distill.teacher``
+    is set by the caller); None: the task trains in one stage."""
     validate: Callable[[PolicyFn, Any, int, int | None], dict[str, float]] | None = None
     """``validate(policy_fn, env_cfg, episodes, seed) -> {"score": lower is better, ...figures}``: used by the
     runner to keep the best policy of a run (``best.pt``) and added to ``sim2real eval``'s figures."""
@@ -129,10 +152,18 @@ def policy_env_config(meta: PolicyMetadata, where: str = "policy") -> tuple[Task
     except (KeyError, TypeError, ValueError) as e:
         raise CheckpointError(f"{where}: cannot rebuild the env of task {meta.task!r} ({e})") from None
     try:
-        group = env.spec.obs_groups.get(meta.obs_group)
+        try:
+            group = joined_layout(env.spec.obs_groups, meta.obs_group)
+        except (KeyError, ValueError):
+            group = None
+        sensors = env.spec.sensors
     finally:
         env.close()
     if group is None or group.to_json() != meta.obs_layout.to_json():
         raise CheckpointError(f"{where}: its {meta.obs_group!r} layout ({meta.obs_dim} values) differs from the one "
                               f"task {meta.task!r} builds from its env config ({group.dim if group else 'no group'})")
+    for name, desc in meta.sensors.items():
+        if sensors.get(name) != desc:
+            raise CheckpointError(f"{where}: its {name} sensor {desc} differs from the one task {meta.task!r} builds "
+                                  f"from its env config: {sensors.get(name)}")  # fmt: skip
     return spec, cfg

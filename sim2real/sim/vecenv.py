@@ -57,6 +57,9 @@ class EnvSpec:
     action_low: float = -1.0
     action_high: float = 1.0
     robot: dict[str, Any] = field(default_factory=dict)
+    sensors: dict[str, Any] = field(default_factory=dict)
+    """Descriptions of structured sensors in the observations (``tactile``: kind, shape, channels, normalisation,
+    pad order); exported into a policy's metadata and checked against the env that runs it."""
 
     @property
     def obs_dims(self) -> dict[str, int]:

@@ -30,9 +30,10 @@ from torch import nn
 import sim2real
 from sim2real.core.config import config_to_dict
 from sim2real.core.files import CheckpointError, load_checkpoint, write_bytes_atomic
+from sim2real.core.obs import joined_dim, joined_layout, select
 from sim2real.core.policy_file import INPUT_NAME, OUTPUT_NAME, OnnxPolicy, PolicyMetadata, metadata_props
 from sim2real.policies.networks import RunningNormalizer, SquashedGaussianActor
-from sim2real.policies.runner import CHECKPOINT_VERSION, TrainConfig, config_from_dict
+from sim2real.policies.runner import CHECKPOINT_VERSION, TrainConfig, config_from_dict, run_checkpoint
 from sim2real.policies.sac import SAC
 from sim2real.sim.registry import get_task
 from sim2real.sim.vecenv import EnvSpec, VecEnv
@@ -48,8 +49,8 @@ class DeployedPolicy(nn.Module):
     """Deterministic deployment policy with the observation normaliser baked in.
 
     ``x = clip((obs - mean) * rsqrt(var + eps), -c, c)`` (identity if the run did not normalise), then
-    ``actions = tanh(mu(x))`` where ``mu`` is the first ``act_dim`` outputs of the actor MLP, i.e.
-    ``SquashedGaussianActor.deterministic``. A slice rather than ``chunk``: the ``Split`` that ``chunk`` becomes
+    ``actions = tanh(mu(x))`` where ``mu`` is the first ``act_dim`` outputs of the actor MLP (after its encoder, if
+    any), i.e. ``SquashedGaussianActor.deterministic``. A slice rather than ``chunk``: the ``Split`` that ``chunk`` becomes
     does not survive the exporter's down-conversion to opset 17.
 
     Args:
@@ -59,11 +60,8 @@ class DeployedPolicy(nn.Module):
 
     def __init__(self, actor: SquashedGaussianActor, normalizer: RunningNormalizer | None) -> None:
         super().__init__()
-        self.net = actor.net
-        self.act_dim = int(actor.act_dim)
-        first = self.net.layers[0] if len(self.net.layers) else self.net.out
-        assert isinstance(first, nn.Linear)
-        self.obs_dim = int(first.in_features)
+        self.actor = actor
+        self.act_dim, self.obs_dim = int(actor.act_dim), int(actor.obs_dim)
         self.normalize = normalizer is not None
         if normalizer is not None:
             mean, inv_std = normalizer.mean.clone(), torch.rsqrt(normalizer.var + normalizer.eps)  # same op as forward
@@ -78,7 +76,7 @@ class DeployedPolicy(nn.Module):
     def forward(self, obs: torch.Tensor) -> torch.Tensor:
         """Actions ``(B, act_dim)`` in ``[-1, 1]`` for raw observations ``obs`` ``(B, obs_dim)``."""
         x = ((obs - self.mean) * self.inv_std).clamp(-self.clip, self.clip) if self.normalize else obs
-        return torch.tanh(self.net(x)[..., : self.act_dim])
+        return torch.tanh(self.actor.mean_action(x))
 
 
 @dataclass
@@ -111,8 +109,9 @@ class TrainedPolicy:
 
     @torch.no_grad()
     def reference(self, obs: torch.Tensor) -> torch.Tensor:
-        """Deterministic actions ``(B, A)`` through the training code path (``SAC.act``) for ``obs`` ``(B, D)``."""
-        return self.agent.act({self.group: obs}, deterministic=True)
+        """Deterministic actions ``(B, A)`` through the training modules (normaliser, actor) for ``obs`` ``(B, D)``."""
+        x = self.agent.actor_norm(obs) if self.cfg.sac.normalize_obs else obs
+        return self.agent.actor.deterministic(x)
 
 
 def _cpu_env(cfg: TrainConfig, num_envs: int) -> VecEnv:
@@ -137,10 +136,7 @@ def load_trained_policy(source: str | Path) -> TrainedPolicy:
         CheckpointError: missing/corrupt file, unsupported version, unreadable config, unknown task, or actor
             tensors that do not fit the config (the offending tensor is named).
     """
-    path = Path(source)
-    if path.is_dir():  # a run directory exports its validated best policy when it has one
-        path = path / "best.pt" if (path / "best.pt").is_file() else path / "checkpoint.pt"
-    ckpt_path = path.resolve()
+    ckpt_path = run_checkpoint(source).resolve()  # a run directory exports its validated best policy when it has one
     ckpt = load_checkpoint(ckpt_path)
     missing = [k for k in ("version", "config", "agent") if k not in ckpt]
     if missing:
@@ -151,11 +147,12 @@ def load_trained_policy(source: str | Path) -> TrainedPolicy:
         cfg = config_from_dict(ckpt["config"], ckpt["version"])
         env = _cpu_env(cfg, 1)
         spec = env.spec
-        agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, "cpu")
+        image = spec.sensors.get("tactile", {}).get("shape") if cfg.sac.actor_encoder == "cnn" else None
+        agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, "cpu", tuple(image) if image else None)
     except (TypeError, KeyError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ckpt_path}: cannot rebuild its run ({type(e).__name__}: {e})") from None
     state = ckpt["agent"]
-    obs_dim = spec.obs_dims[cfg.sac.actor_obs]
+    obs_dim = joined_dim(spec.obs_dims, cfg.sac.actor_obs)
     for name, module in (("actor", agent.actor), ("actor_norm", agent.actor_norm)):
         if not isinstance(state, dict) or name not in state:
             raise CheckpointError(f"checkpoint {ckpt_path}: agent state has no {name!r}")
@@ -225,17 +222,17 @@ def _export_graph(policy: DeployedPolicy, opset: int) -> onnx.ModelProto:
 def _parity_inputs(tp: TrainedPolicy, n: int, seed: int) -> torch.Tensor:
     """``(n, obs_dim)``: half ``mean + std * N(0, 1)`` from the normaliser, half real env observations."""
     gen = torch.Generator().manual_seed(seed)
-    norm, dim = tp.agent.actor_norm, tp.spec.obs_dims[tp.group]
+    norm, dim = tp.agent.actor_norm, joined_dim(tp.spec.obs_dims, tp.group)
     n_noise = n // 2
     noise = norm.mean + norm.var.clamp_min(0).sqrt() * torch.randn(n_noise, dim, generator=gen)
     n_real = n - n_noise
     env = _cpu_env(tp.cfg, min(n_real, 64))
     try:  # reset + a few steps with the deterministic policy; each step adds num_envs rows
         obs = env.reset(seed)
-        rows = [obs[tp.group]]
+        rows = [select(obs, tp.group)]
         while sum(len(r) for r in rows) < n_real:
-            obs = env.step(tp.reference(obs[tp.group]))[0]
-            rows.append(obs[tp.group])
+            obs = env.step(tp.reference(rows[-1]))[0]
+            rows.append(select(obs, tp.group))
     finally:
         env.close()
     return torch.cat((noise, torch.cat(rows)[:n_real])).float().contiguous()
@@ -258,8 +255,10 @@ def _parity(onnx_policy: OnnxPolicy, tp: TrainedPolicy, x: torch.Tensor, singles
 def build_metadata(tp: TrainedPolicy, opset: int) -> PolicyMetadata:
     """The policy-file metadata of a trained policy (the exporter adds the parity fields)."""
     spec, group = tp.spec, tp.group
+    layout = joined_layout(spec.obs_groups, group)
+    sensors = {k: v for k, v in spec.sensors.items() if v.get("term") in layout.names}  # those the policy reads
     return PolicyMetadata(
-        task=spec.task, obs_group=group, obs_dim=spec.obs_dims[group], obs_layout=spec.obs_groups[group],
+        task=spec.task, obs_group=group, obs_dim=layout.dim, obs_layout=layout, sensors=sensors,
         obs_normalization="inside the graph" if tp.cfg.sac.normalize_obs else "none", act_dim=spec.action_dim,
         action_meaning=spec.action_meaning, action_bounds=(spec.action_low, spec.action_high),
         control_dt=spec.control_dt, robot=spec.robot, max_episode_steps=spec.max_episode_steps,

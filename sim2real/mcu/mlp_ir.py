@@ -140,6 +140,7 @@ def _act(x: np.ndarray, kind: str) -> np.ndarray:
 
 # ----------------------------------------------------------------------------------------------- ONNX
 _ACT_OPS = {"Relu": "relu", "Tanh": "tanh"}
+_CONV_OPS = {"Conv", "ConvTranspose", "MaxPool", "AveragePool"}
 
 
 def mlp_from_onnx(source: str | Path | bytes) -> MLPModel:
@@ -164,6 +165,10 @@ def mlp_from_onnx(source: str | Path | bytes) -> MLPModel:
     g = model.graph
     if len(g.input) != 1 or len(g.output) != 1:
         raise UnsupportedGraph(f"expected one input and one output, got {len(g.input)} and {len(g.output)}")
+    convs = sorted({n.op_type for n in g.node} & _CONV_OPS)
+    if convs:
+        raise UnsupportedGraph(f"the graph has {', '.join(convs)} layers (a convolutional encoder, e.g. of tactile images): "
+                               "the C generator runs MLP policies only; deploy it with onnxruntime (ROS 2 node) instead")
     consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
     dims = g.input[0].type.tensor_type.shape.dim
     if len(dims) != 2 or not dims[1].dim_value:

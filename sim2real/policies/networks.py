@@ -86,10 +86,46 @@ class MLP(nn.Module):
             return self.out(x.float())
 
 
+class TactileCNN(nn.Module):
+    """Encoder of an input that ends in tactile images: ``[x_other (D - P*C*H*W), images (P, C, H, W) flattened]``.
+
+    Each pad's ``C x H x W`` image goes through the same small CNN (three strided 3x3 convolutions, then a linear
+    layer to ``features``); the output is ``[x_other, f_pad0, ..., f_pad(P-1)]`` ``(B, D_other + P * features)``.
+    """
+
+    def __init__(self, obs_dim: int, image_shape: tuple[int, ...], features: int = 32, channels: int = 16) -> None:
+        super().__init__()
+        if len(image_shape) != 4:
+            raise ValueError(f"image_shape must be (pads, channels, height, width), got {image_shape}")
+        self.image_shape = tuple(int(v) for v in image_shape)
+        pads, c, h, w = self.image_shape
+        self.image_dim = pads * c * h * w
+        if obs_dim < self.image_dim:
+            raise ValueError(f"input of {obs_dim} values cannot end in {pads} images of {c} x {h} x {w}")
+        self.other_dim = obs_dim - self.image_dim
+        self.conv = nn.Sequential(
+            nn.Conv2d(c, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+            nn.Conv2d(channels, channels, 3, stride=2, padding=1), nn.ReLU(),
+        )  # fmt: skip
+        flat = channels * math.ceil(math.ceil(math.ceil(h / 2) / 2) / 2) * math.ceil(math.ceil(math.ceil(w / 2) / 2) / 2)
+        self.proj = nn.Linear(flat, features)
+        self.out_dim = self.other_dim + pads * features
+
+    def forward(self, obs: torch.Tensor) -> torch.Tensor:
+        """``(B, obs_dim)`` -> ``(B, out_dim)``."""
+        pads, c, h, w = self.image_shape
+        b = obs.shape[0]
+        img = obs[:, self.other_dim :].reshape(b * pads, c, h, w)
+        f = F.relu(self.proj(self.conv(img).flatten(1))).reshape(b, -1)  # (B, P * features)
+        return torch.cat((obs[:, : self.other_dim], f), -1)
+
+
 class SquashedGaussianActor(nn.Module):
     """tanh-Gaussian policy: ``u ~ N(mu(s), sigma(s))``, ``a = tanh(u)`` in ``[-1, 1]^A``.
 
-    ``log sigma`` is squashed smoothly into ``[log_std_min, log_std_max]``.
+    ``log sigma`` is squashed smoothly into ``[log_std_min, log_std_max]``. An ``encoder`` (e.g.
+    :class:`TactileCNN`) maps the observation to the MLP's input; without one the MLP reads it directly.
     """
 
     def __init__(
@@ -100,16 +136,24 @@ class SquashedGaussianActor(nn.Module):
         activation: str = "relu",
         log_std_min: float = -5.0,
         log_std_max: float = 2.0,
+        encoder: TactileCNN | None = None,
     ) -> None:
         super().__init__()
-        self.net = MLP(obs_dim, hidden, 2 * act_dim, activation)
+        self.encoder = encoder
+        self.net = MLP(obs_dim if encoder is None else encoder.out_dim, hidden, 2 * act_dim, activation)
+        self.obs_dim: int = obs_dim
         self.act_dim: int = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
+    def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
+        """``mu(s)`` ``(B, A)`` before the tanh (the deployment graph: no log-std)."""
+        x = obs if self.encoder is None else self.encoder(obs)
+        return self.net(x)[..., : self.act_dim]  # slicing, not chunk: exports to clean ONNX
+
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std ``(B, A)`` each, for normalised observations ``(B, obs_dim)``."""
-        out = self.net(obs)
-        mu, raw = out[..., : self.act_dim], out[..., self.act_dim :]  # slicing, not chunk: exports to clean ONNX
+        out = self.net(obs if self.encoder is None else self.encoder(obs))
+        mu, raw = out[..., : self.act_dim], out[..., self.act_dim :]
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(raw) + 1.0)
         return mu, log_std
 

@@ -27,9 +27,12 @@ from sim2real.core.files import (
     save_figure_atomic,
     write_text_atomic,
 )
+from sim2real.core.obs import joined_dim, select
+from sim2real.policies import distill
+from sim2real.policies.distill import DistillConfig, Teacher
 from sim2real.policies.replay import ReplayBuffer, nstep_batch
 from sim2real.policies.sac import SAC, SACConfig
-from sim2real.sim.registry import get_task
+from sim2real.sim.registry import GroupedPolicy, get_task
 from sim2real.sim.vecenv import VecEnv
 
 CHECKPOINT_VERSION = 2
@@ -56,6 +59,8 @@ class TrainConfig:
     """Gradient updates per vector step; replay ratio = updates_per_step * batch_size / num_envs."""
     replay_size: int = 1_000_000
     sac: SACConfig = field(default_factory=SACConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    """Stage 2 of asymmetric actor-critic distillation (a student of ``distill.teacher``); off by default."""
     env: Any = None
     """The task's env config (its dataclass, e.g. ``HoverConfig``; a dict is read as one); None: the task's
     defaults. Its ``num_envs`` and ``device`` always follow the two fields above."""
@@ -99,6 +104,34 @@ def config_from_dict(d: dict[str, Any], version: int = CHECKPOINT_VERSION) -> Tr
     return dataclass_from_dict(TrainConfig, d)
 
 
+def run_checkpoint(source: str | Path) -> Path:
+    """The checkpoint a run directory stands for: ``best.pt`` (its best validated policy) if any, else ``checkpoint.pt``."""
+    path = Path(source)
+    if path.is_dir():
+        path = path / "best.pt" if (path / "best.pt").is_file() else path / "checkpoint.pt"
+    return path
+
+
+def load_teacher(source: str | Path, obs_dims: dict[str, int], act_dim: int, device: torch.device) -> Teacher:
+    """The frozen stage-1 teacher of a run directory or checkpoint file (``weights_only`` load).
+
+    Raises:
+        CheckpointError: missing or corrupt file, not a training checkpoint, or weights that do not fit the env.
+    """
+    path = run_checkpoint(source)
+    try:
+        ckpt = load_checkpoint(path)
+    except CheckpointError as e:
+        raise CheckpointError(f"teacher: {e}") from None
+    if not isinstance(ckpt, dict) or "config" not in ckpt or "agent" not in ckpt:
+        raise CheckpointError(f"teacher {path}: not a sim2real training checkpoint")
+    try:
+        sac = config_from_dict(ckpt["config"], ckpt.get("version", CHECKPOINT_VERSION)).sac
+    except (KeyError, TypeError, ValueError) as e:
+        raise CheckpointError(f"teacher {path}: unreadable config ({type(e).__name__}: {e})") from None
+    return distill.teacher_from_state(sac, ckpt["agent"], obs_dims, act_dim, device, str(path))
+
+
 def make_env(cfg: TrainConfig) -> VecEnv:
     """Build the task env of a training config."""
     return get_task(cfg.task).make(cfg.env)
@@ -120,8 +153,15 @@ class Runner:
         torch.manual_seed(cfg.seed)
         self.env = make_env(cfg)
         spec = self.env.spec
-        self.agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, cfg.device)
-        a_dim, c_dim = spec.obs_dims[cfg.sac.actor_obs], spec.obs_dims[cfg.sac.critic_obs]
+        self.teacher: Teacher | None = None
+        if cfg.distill.teacher:  # a student: the teacher's critic shape, its weights after the agent is built
+            self.teacher = load_teacher(cfg.distill.teacher, spec.obs_dims, spec.action_dim, torch.device(cfg.device))
+            self.cfg = cfg = replace(cfg, sac=distill.student_sac(cfg.distill, cfg.sac, self.teacher))
+        image = spec.sensors.get("tactile", {}).get("shape") if cfg.sac.actor_encoder == "cnn" else None
+        self.agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, cfg.device, tuple(image) if image else None)
+        if self.teacher is not None:
+            distill.init_student(self.agent, self.teacher, cfg.distill.critic)
+        a_dim, c_dim = joined_dim(spec.obs_dims, cfg.sac.actor_obs), joined_dim(spec.obs_dims, cfg.sac.critic_obs)
         self.use_terms = bool(self.env.reward_term_names)
         reward_field = ((len(self.env.reward_term_names),), torch.float32) if self.use_terms else ((), torch.float32)
         capacity = min(cfg.replay_size, max(cfg.total_env_steps, cfg.num_envs))
@@ -173,16 +213,20 @@ class Runner:
             action = torch.rand(env.num_envs, env.spec.action_dim, device=env.device) * 2 - 1
         else:
             action = self.agent.act(self.obs)
+        beta = distill.dagger_beta(cfg.distill, self.env_steps) if self.teacher is not None else 0.0
+        if beta > 0:  # DAgger: the teacher's action is executed with probability beta
+            take = torch.rand(env.num_envs, 1, device=env.device) < beta
+            action = torch.where(take, self.teacher.act_on(self.obs), action)  # pyright: ignore[reportOptionalMemberAccess]
         obs, reward, terminated, truncated, info = env.step(action)
         final = info["final_obs"]
         a_key, c_key = cfg.sac.actor_obs, cfg.sac.critic_obs
         self.replay.add(
-            obs_actor=self.obs[a_key],
-            obs_critic=self.obs[c_key],
+            obs_actor=select(self.obs, a_key),
+            obs_critic=select(self.obs, c_key),
             action=action,
             **({"reward_terms": info["reward_terms"]} if self.use_terms else {"reward": reward}),
-            next_obs_actor=final[a_key],
-            next_obs_critic=final[c_key],
+            next_obs_actor=select(final, a_key),
+            next_obs_critic=select(final, c_key),
             terminated=terminated.float(),
             **({"ended": (terminated | truncated).float()} if "ended" in self.replay.data else {}),
         )
@@ -210,6 +254,8 @@ class Runner:
                 batch = self.replay.sample(sac.batch_size)
                 if self.use_terms:  # rewards under the current curriculum weights
                     batch["reward"] = self.env.reward_from_terms(batch.pop("reward_terms"))
+            if self.teacher is not None and self.env_steps < self.cfg.distill.dagger_env_steps:
+                batch["bc_target"] = self.teacher.act(batch["obs_critic"])  # DAgger: label the student's own states
             metrics = self.agent.update(batch)
             self.update_credit -= 1.0
         return metrics
@@ -326,10 +372,14 @@ class Runner:
         was_training = agent.actor.training
         agent.actor.eval()
 
-        def policy(obs: torch.Tensor) -> torch.Tensor:
-            return agent.act({a_key: obs.to(self.agent.device)}, deterministic=True).cpu()
+        def act(obs: torch.Tensor) -> torch.Tensor:  # the actor's input, as a policy file takes it
+            x = obs.to(self.agent.device)
+            if agent.cfg.normalize_obs:
+                x = agent.actor_norm(x)
+            with torch.no_grad():
+                return agent.actor.deterministic(x).cpu()
 
-        figures = entry.validate(policy, self.env.cfg, self.cfg.eval_episodes, None)
+        figures = entry.validate(GroupedPolicy(act, a_key), self.env.cfg, self.cfg.eval_episodes, None)
         agent.actor.train(was_training)
         figures = {**figures, "env_steps": float(self.env_steps)}
         if writer is not None:

@@ -20,8 +20,9 @@ from dataclasses import dataclass
 
 import torch
 
+from sim2real.core.obs import joined_dim, select
 from sim2real.policies import distributional
-from sim2real.policies.networks import EnsembleCritic, RunningNormalizer, SquashedGaussianActor
+from sim2real.policies.networks import EnsembleCritic, RunningNormalizer, SquashedGaussianActor, TactileCNN
 from sim2real.policies.optim import FlatAdam
 
 
@@ -30,14 +31,20 @@ class SACConfig:
     """Hyper-parameters of SAC (defaults: Learning-to-Fly-sized networks)."""
 
     actor_obs: str = "policy"
-    """Observation group the actor reads (what the robot senses)."""
+    """Observation group the actor reads (what the robot senses); ``"policy+tactile"`` joins groups in order."""
     critic_obs: str = "critic"
     """Observation group the critics read (privileged state allowed: asymmetric actor-critic)."""
+    actor_encoder: str = "mlp"
+    """``mlp``: the actor's MLP reads the input directly; ``cnn``: a :class:`TactileCNN` first encodes the tactile
+    images the input ends with (their shape comes from the env's ``tactile`` sensor description)."""
     actor_hidden: tuple[int, ...] = (64, 64)
     critic_hidden: tuple[int, ...] = (64, 64)
     activation: str = "relu"
     critic_layernorm: bool = False
     """LayerNorm after each hidden critic layer (stabilises large-batch / high-UTD TD learning)."""
+    freeze_critic: bool = False
+    """Keep the critics (and their normaliser) as loaded: only actor and temperature learn (a distilled student
+    with the teacher's frozen critic, :mod:`sim2real.policies.distill`)."""
     num_q: int = 2
     """Critic ensemble size; targets and the actor use the minimum over it (clipped double Q)."""
     num_atoms: int = 0
@@ -78,17 +85,28 @@ class SACConfig:
 class SAC:
     """SAC agent: networks, optimiser and the update rule. Environment interaction lives in the runner."""
 
-    def __init__(self, obs_dims: dict[str, int], act_dim: int, cfg: SACConfig, device: torch.device | str = "cpu"):
-        for group in (cfg.actor_obs, cfg.critic_obs):
-            if group not in obs_dims:
-                raise KeyError(f"observation group {group!r} not provided by the env (has {sorted(obs_dims)})")
+    def __init__(
+        self,
+        obs_dims: dict[str, int],
+        act_dim: int,
+        cfg: SACConfig,
+        device: torch.device | str = "cpu",
+        image_shape: tuple[int, ...] | None = None,
+    ):
+        """``image_shape``: ``(pads, C, H, W)`` of the tactile images ending the actor's input (``actor_encoder='cnn'``)."""
+        a_dim, c_dim = joined_dim(obs_dims, cfg.actor_obs), joined_dim(obs_dims, cfg.critic_obs)
         self.cfg = cfg
         self.obs_dims = dict(obs_dims)
+        self.image_shape = image_shape
         self.device = torch.device(device)
         self.act_dim = act_dim
-        a_dim, c_dim = obs_dims[cfg.actor_obs], obs_dims[cfg.critic_obs]
+        if cfg.actor_encoder not in ("mlp", "cnn"):
+            raise ValueError(f"actor_encoder must be mlp or cnn, got {cfg.actor_encoder!r}")
+        if cfg.actor_encoder == "cnn" and image_shape is None:
+            raise ValueError("actor_encoder 'cnn' needs tactile images in the actor's input (an image tactile sensor)")
+        encoder = TactileCNN(a_dim, image_shape) if cfg.actor_encoder == "cnn" and image_shape is not None else None
         self.actor = SquashedGaussianActor(
-            a_dim, act_dim, cfg.actor_hidden, cfg.activation, cfg.log_std_min, cfg.log_std_max
+            a_dim, act_dim, cfg.actor_hidden, cfg.activation, cfg.log_std_min, cfg.log_std_max, encoder
         ).to(self.device)
         if cfg.n_step < 1:
             raise ValueError(f"n_step must be >= 1, got {cfg.n_step}")
@@ -131,15 +149,17 @@ class SAC:
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
         """Actions ``(N, A)`` in ``[-1, 1]`` for a batch of observation dicts."""
-        x = self.actor_norm(obs[self.cfg.actor_obs]) if self.cfg.normalize_obs else obs[self.cfg.actor_obs]
+        x = select(obs, self.cfg.actor_obs)
+        x = self.actor_norm(x) if self.cfg.normalize_obs else x
         return self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
 
     @torch.no_grad()
     def observe(self, obs: dict[str, torch.Tensor]) -> None:
         """Update the observation normalisers with fresh env observations."""
         if self.cfg.normalize_obs:
-            self.actor_norm.update(obs[self.cfg.actor_obs])
-            self.critic_norm.update(obs[self.cfg.critic_obs])
+            self.actor_norm.update(select(obs, self.cfg.actor_obs))
+            if not self.cfg.freeze_critic:
+                self.critic_norm.update(select(obs, self.cfg.critic_obs))
 
     # ----------------------------------------------------------------------------------------------- learning
     def _losses(
@@ -153,11 +173,14 @@ class SAC:
         terminated: torch.Tensor,
         discount: torch.Tensor | None = None,
         with_actor: bool = True,
+        bc_target: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Sum of the SAC losses for one batch (shapes ``(B, ·)``; ``rew``/``terminated``/``discount`` ``(B,)``).
 
         ``discount`` is ``gamma^m`` of n-step returns (``None``: one-step, ``gamma``). ``with_actor=False``
-        returns the critic loss alone (delayed actor updates).
+        returns the critic loss alone (delayed actor updates). ``bc_target`` ``(B, A)``: actions to imitate; the
+        actor loss is then ``E |tanh(mu(s)) - a*|^2`` instead of SAC's (a DAgger step, :mod:`.distill`).
+        With ``freeze_critic`` there is no critic loss.
         """
         if self.cfg.normalize_obs:
             obs_a, next_obs_a = self.actor_norm(obs_a), self.actor_norm(next_obs_a)
@@ -165,7 +188,11 @@ class SAC:
         alpha = self.log_alpha.exp().detach()
 
         disc = (self.cfg.gamma if discount is None else discount) * (1.0 - terminated)  # (B,)
-        if self.atoms is None:
+        if self.cfg.freeze_critic:
+            with torch.no_grad():
+                q = self._q_values(self.critic(obs_c, act))
+            critic_loss = torch.zeros((), device=q.device)
+        elif self.atoms is None:
             # Critic: y = r + gamma (1 - d) [min_k Q'_k(s', a') - alpha log pi(a'|s')],  a' ~ pi(.|s')
             with torch.no_grad():
                 next_a, next_logp = self.actor.sample(next_obs_a)
@@ -184,6 +211,8 @@ class SAC:
         frozen = [p.detach() for p in self._online]
         q_pi = self._q_values(self.critic(obs_c, pi_a, frozen)).min(0).values
         actor_loss = (alpha * logp - q_pi).mean()
+        if bc_target is not None:  # imitate: E |tanh(mu(s)) - a*|^2 (summed over action dims)
+            actor_loss = (self.actor.deterministic(obs_a) - bc_target).square().sum(-1).mean()
         if self.anchor is not None:  # stay near a reference policy: + w E |mu(s) - mu_ref(s)|^2 (tanh-squashed means)
             with torch.no_grad():
                 ref = self.anchor.deterministic(obs_a)
@@ -233,7 +262,7 @@ class SAC:
 
     def update(self, batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """One gradient step on a replay batch; returns detached scalar metrics (no host sync)."""
-        with_actor = self.num_updates % self.cfg.actor_delay == 0
+        with_actor = self.cfg.freeze_critic or self.num_updates % self.cfg.actor_delay == 0  # frozen: nothing to delay
         with torch.autocast(self.device.type, torch.bfloat16, enabled=self.cfg.bf16):
             loss, metrics = self._loss_fn(
                 batch["obs_actor"],
@@ -245,12 +274,15 @@ class SAC:
                 batch["terminated"],
                 batch.get("discount"),
                 with_actor,
+                batch.get("bc_target"),
             )
         self.optimizer.zero_grad()
         loss.backward()
-        self.optimizer.step(None if with_actor else (1,))  # groups: 0 actor, 1 critics, 2 temperature
-        with torch.no_grad():
-            torch._foreach_lerp_(self._target, self._online, self.cfg.tau)  # pyright: ignore
+        frozen = self.cfg.freeze_critic  # groups: 0 actor, 1 critics, 2 temperature
+        self.optimizer.step((0, 2) if frozen else None if with_actor else (1,))
+        if not frozen:
+            with torch.no_grad():
+                torch._foreach_lerp_(self._target, self._online, self.cfg.tau)  # pyright: ignore
         self.num_updates += 1
         return metrics
 
@@ -261,7 +293,7 @@ class SAC:
         The optimiser's parameters are views into its flat buffer; a field-by-field deepcopy would give
         parameters detached from the copied optimiser (updates that never move them), so the copy is rebuilt.
         """
-        twin = SAC(self.obs_dims, self.act_dim, self.cfg, self.device)
+        twin = SAC(self.obs_dims, self.act_dim, self.cfg, self.device, self.image_shape)
         twin.load_state_dict(copy.deepcopy(self.state_dict(), memo))
         return twin
 

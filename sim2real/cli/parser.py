@@ -9,6 +9,8 @@ EXAMPLES = """examples:
   sim2real train quadrotor-hover --seed 1 --num-envs 32
   sim2real train quadrotor-hover --set sac.batch_size=512 --set env.reward.termination_penalty=50
   sim2real train quadrotor-hover --resume runs/quadrotor-hover/20261121-101500_sac_s0
+  sim2real train peg-insert --stage teacher
+  sim2real train peg-insert --stage student --teacher runs/peg-insert/20261202-101500_teacher_s0
   sim2real export onnx runs/quadrotor-hover/20261121-101500_sac_s0
   sim2real export c runs/quadrotor-hover/20261121-101500_sac_s0 --target cortex-m4
   sim2real export firmware runs/quadrotor-hover/20261121-101500_sac_s0 --board netduinoplus2 --verify
@@ -57,6 +59,30 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default=None, help="run name used in the run directory (default sac)")
     t.add_argument("--log-dir", default=None, help="root of the run directories (default runs)")
     t.add_argument("--resume", metavar="RUN_DIR", default=None, help="continue the run in RUN_DIR from its checkpoint")
+    t.add_argument(
+        "--stage",
+        choices=["teacher", "student"],
+        default="teacher",
+        help="teacher (default): the task's tuned run (for peg-insert the privileged teacher, whose actor reads the "
+        "simulator's state); student: a new actor on what the robot senses, distilled from --teacher through the "
+        "teacher's critic (asymmetric actor-critic distillation; tasks with a student stage only)",
+    )
+    t.add_argument("--teacher", metavar="RUN", default=None, help="the teacher's run directory or checkpoint (--stage student)")
+    t.add_argument(
+        "--critic",
+        choices=["frozen", "finetune", "scratch"],
+        default=None,
+        help="the student's critic: the teacher's, frozen (default) or finetuned on the student's data; scratch: a new "
+        "critic, nothing from the teacher (the ablation)",
+    )
+    t.add_argument(
+        "--dagger-steps",
+        type=int,
+        default=None,
+        metavar="N",
+        help="env steps of DAgger warm start (the student imitates the teacher on its own states) before RL (default: "
+        "the task's value)",
+    )
     t.add_argument(
         "--set",
         dest="overrides",

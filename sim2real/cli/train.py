@@ -12,6 +12,7 @@ from sim2real.cli.common import print_summary
 
 if TYPE_CHECKING:
     from sim2real.policies.runner import TrainConfig
+    from sim2real.sim.registry import TaskSpec
 
 #: Settings that follow the run's own ``num_envs``/``device`` (``--num-envs``, ``--device``).
 _DERIVED = {"env.num_envs": "num_envs (--num-envs)", "env.device": "device (--device)"}
@@ -37,7 +38,8 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
     from sim2real.core.config import apply_overrides, parse_overrides
     from sim2real.sim.registry import get_task
 
-    cfg = get_task(args.task).train_defaults()
+    spec = get_task(args.task)
+    cfg = _stage_config(spec, args)
     flags = {
         "seed": args.seed, "num_envs": args.num_envs, "device": args.device, "total_env_steps": args.total_steps,
         "name": args.name, "log_dir": args.log_dir,
@@ -48,6 +50,26 @@ def train_config(args: argparse.Namespace) -> TrainConfig:
         if key in _DERIVED:
             raise ValueError(f"--set {key}: the env's setting follows the run's; set {_DERIVED[key]} instead")
     return apply_overrides(cfg, overrides)
+
+
+def _stage_config(spec: TaskSpec, args: argparse.Namespace) -> TrainConfig:
+    """The defaults of the stage asked for: the task's run (``teacher``) or its distilled student."""
+    stage, teacher = getattr(args, "stage", "teacher"), getattr(args, "teacher", None)
+    critic, dagger = getattr(args, "critic", None), getattr(args, "dagger_steps", None)
+    if stage == "teacher":
+        if teacher or critic or dagger is not None:
+            raise ValueError("--teacher, --critic and --dagger-steps belong to --stage student")
+        return spec.train_defaults()
+    if spec.student_defaults is None:
+        raise ValueError(f"task {spec.name!r} has no student stage (tasks with one: peg-insert)")
+    if not teacher:
+        raise ValueError("--stage student needs --teacher RUN (the teacher's run directory or checkpoint)")
+    if not Path(teacher).exists():
+        raise FileNotFoundError(f"--teacher {teacher}: no such run directory or checkpoint")
+    cfg = spec.student_defaults()
+    d = replace(cfg.distill, teacher=str(teacher))
+    d = replace(d, critic=critic or d.critic, dagger_env_steps=d.dagger_env_steps if dagger is None else dagger)
+    return replace(cfg, distill=d)
 
 
 def cmd_train(args: argparse.Namespace) -> int:

@@ -24,8 +24,9 @@ Observation groups:
 from __future__ import annotations
 
 import copy
+import math
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -35,7 +36,7 @@ from sim2real.core.obs import ObsGroup, ObsTerm
 from sim2real.sim.mujoco.env import require_mujoco
 from sim2real.sim.sdf import Cylinder
 from sim2real.sim.tactile import ContactShape, PadGeometry, RigidState, TactileConstants, TactileSensor
-from sim2real.sim.tactile_image import TactileCamera, TactileImageConfig
+from sim2real.sim.tactile_image import Augmentation, TactileCamera, TactileImageConfig
 from sim2real.sim.vecenv import EnvConfig, EnvSpec, VecEnv
 
 TASK = "peg-insert"
@@ -46,6 +47,9 @@ PAD_HALF = (0.010, 0.0125, 0.002)  # pad box half sizes: face 20 x 25 mm, 4 mm t
 GRIP_DEPTH = 0.0005  # the peg presses this far into each pad
 PAD_HEIGHT = 0.012  # pads' centre above the peg's centre
 TIMESTEP, FRAME_SKIP = 0.002, 25
+# The grasp: the peg sits on springs (slip along x and z [N/m, N s/m, kg]; the tilt's are 1e-3 of these [N m/rad]) stiff
+# enough that the hole's chamfer-less walls do not steer a misplaced peg in: it has to arrive where the hole is.
+GRASP_K, GRASP_C, GRASP_M = 500_000.0, 2_000.0, 5.0
 START_HEIGHT = 0.025  # the tip above the socket's top at the start
 
 
@@ -86,11 +90,19 @@ class PegInsertConfig(EnvConfig):
     """The force field's unit in the observation: newtons times this (k_n ~ 250 N/m x 0.5 mm ~ 0.1 N)."""
     taxels: tuple[int, int] = (14, 10)
     """The force field's grid on each pad (rows along the pad's y, columns along its x)."""
+    image: TactileImageConfig = field(default_factory=TactileImageConfig)
+    """The tactile images (``tactile="image"``): resolution, difference images, calibration."""
+    augmentation: Augmentation = field(default_factory=Augmentation)
+    """Training augmentation of the tactile images (colour, noise, blur); evaluation turns it off."""
     success_bonus: float = 10.0
     randomization: PegRandomization = field(default_factory=PegRandomization)
     num_threads: int = 2
     compile: bool = False
     """Fuse the tactile sensor with torch.compile (faster after a first compile of a few seconds)."""
+
+    def for_evaluation(self, num_envs: int) -> PegInsertConfig:
+        """Evaluation sees unaugmented images."""
+        return replace(super().for_evaluation(num_envs), augmentation=Augmentation())
 
     def __post_init__(self) -> None:
         if self.tactile not in ("force_field", "image", "none"):
@@ -121,9 +133,10 @@ def scene_xml() -> str:
       <geom name="pad0" {pad} pos="0 {y} {PAD_HEIGHT}" euler="90 0 0"/>
       <geom name="pad1" {pad} pos="0 {-y} {PAD_HEIGHT}" euler="-90 0 0"/>
       <body name="peg" gravcomp="1">
-        <joint name="slip_x" type="slide" axis="1 0 0" stiffness="50000" damping="200" armature="0.5"/>
-        <joint name="slip_z" type="slide" axis="0 0 1" stiffness="50000" damping="200" armature="0.5"/>
-        <joint name="tilt" type="hinge" axis="0 1 0" stiffness="50" damping="0.2" armature="0.001"/>
+        <joint name="slip_x" type="slide" axis="1 0 0" stiffness="{GRASP_K}" damping="{GRASP_C}" armature="{GRASP_M}"/>
+        <joint name="slip_z" type="slide" axis="0 0 1" stiffness="{GRASP_K}" damping="{GRASP_C}" armature="{GRASP_M}"/>
+        <joint name="tilt" type="hinge" axis="0 1 0" stiffness="{GRASP_K * 1e-3}" damping="{GRASP_C * 1e-3}"
+               armature="{GRASP_M * 2e-3}"/>
         <geom name="peg" type="cylinder" size="{PEG_RADIUS} {PEG_HALF_LENGTH}" mass="0.02"/>
       </body>
     </body>
@@ -145,13 +158,33 @@ def obs_groups(cfg: PegInsertConfig) -> dict[str, ObsGroup]:
         ObsTerm("estimate_error", 3, "world, m"),
         ObsTerm("peg_contact_force", 3, "world, N"),
     )}  # fmt: skip
-    rows, cols = cfg.taxels
-    if cfg.tactile == "force_field":
-        unit = f"pads x {rows} x {cols} x (pressure, shear x, shear y), N x {cfg.force_scale:g}"
-        groups["tactile"] = ObsGroup.of(ObsTerm("force_field", 2 * rows * cols * 3, unit))
-    elif cfg.tactile == "image":
-        groups["tactile"] = ObsGroup.of(ObsTerm("image", 2 * 3 * 80 * 60, "pads x RGB x 80 x 60, [0, 1]"))
+    tactile = tactile_description(cfg)
+    if tactile:
+        frame = f"{' x '.join(tactile['order'])}; {tactile['normalization']}"
+        groups["tactile"] = ObsGroup.of(ObsTerm(tactile["term"], math.prod(tactile["shape"]), frame))
     return groups
+
+
+def tactile_description(cfg: PegInsertConfig) -> dict[str, Any]:
+    """What the ``tactile`` group holds (the env spec's ``sensors["tactile"]``, exported into a policy); ``{}``: none."""
+    pads = ["pad0: on the hand's +y side, facing -y", "pad1: on the hand's -y side, facing +y"]
+    if cfg.tactile == "force_field":
+        rows, cols = cfg.taxels
+        return {
+            "kind": "force_field", "term": "force_field", "shape": [2, rows, cols, 3],
+            "order": ["pad", "row", "col", "channel"], "channels": ["pressure", "shear_x", "shear_y"],
+            "normalization": f"newtons x {cfg.force_scale:g}", "pads": pads,
+            "grid": "rows along the pad's y, columns along its x, 3 mm margin",
+        }  # fmt: skip
+    if cfg.tactile == "image":
+        im = cfg.image
+        return {
+            "kind": "image", "term": "image", "shape": [2, 3, im.rows, im.cols],
+            "order": ["pad", "channel", "row", "col"], "channels": ["red", "green", "blue"],
+            "normalization": "(image - no-contact image) / 255, in [-1, 1]" if im.difference else "intensity / 255, in [0, 1]",
+            "pads": pads, "calibration": im.calibration or "shipped",
+        }  # fmt: skip
+    return {}
 
 
 def _f32(a: np.ndarray) -> torch.Tensor:
@@ -174,10 +207,12 @@ class PegInsertEnv(VecEnv):
         self.ids = {name: mujoco.mj_name2id(base, mujoco.mjtObj.mjOBJ_GEOM, name) for name in ("pad0", "pad1", "peg")}
         self.peg_body = mujoco.mj_name2id(base, mujoco.mjtObj.mjOBJ_BODY, "peg")
         self.max_steps = int(round(cfg.episode_s / (TIMESTEP * FRAME_SKIP)))
+        tactile = tactile_description(cfg)
         self.spec = EnvSpec(TASK, obs_groups(cfg), 3, {"hand_target_delta": f"x, y, z; 1 = {cfg.max_step_m} m"},
-                            TIMESTEP * FRAME_SKIP, self.max_steps)  # fmt: skip
+                            TIMESTEP * FRAME_SKIP, self.max_steps, sensors={"tactile": tactile} if tactile else {})  # fmt: skip
         self.sensor = TactileSensor(PadGeometry(rows=cfg.taxels[0], cols=cfg.taxels[1]), compile=cfg.compile)
-        self.camera = TactileCamera(config=TactileImageConfig(), compile=cfg.compile) if cfg.tactile == "image" else None
+        self.camera = TactileCamera(config=cfg.image, compile=cfg.compile) if cfg.tactile == "image" else None
+        self.augment = any(getattr(cfg.augmentation, f) for f in ("brightness", "offset", "noise", "blur"))
         self.pool = ThreadPoolExecutor(cfg.num_threads) if cfg.num_threads > 1 else None
         n = cfg.num_envs
         self.steps = torch.zeros(n, dtype=torch.long)
@@ -313,7 +348,10 @@ class PegInsertEnv(VecEnv):
         if self.cfg.tactile != "none":
             pads, shapes = self._bodies()
             if self.camera is not None:
-                obs["tactile"] = (self.camera.render(pads, shapes) / 255.0).reshape(n, -1)
+                images = self.camera.render(pads, shapes)
+                if self.augment:
+                    images = self.camera.augment(images, self.cfg.augmentation)
+                obs["tactile"] = (images / 255.0).reshape(n, -1)
             else:
                 self.sensor.constants = TactileConstants(k_n=self.k_n.clone())
                 obs["tactile"] = (self.sensor.read(pads, shapes).force * self.cfg.force_scale).reshape(n, -1)

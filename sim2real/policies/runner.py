@@ -213,10 +213,11 @@ class Runner:
             action = torch.rand(env.num_envs, env.spec.action_dim, device=env.device) * 2 - 1
         else:
             action = self.agent.act(self.obs)
-        beta = distill.dagger_beta(cfg.distill, self.env_steps) if self.teacher is not None else 0.0
-        if beta > 0:  # DAgger: the teacher's action is executed with probability beta
+        teacher = self.teacher
+        beta = distill.dagger_beta(cfg.distill, self.env_steps) if teacher is not None else 0.0
+        if teacher is not None and beta > 0:  # DAgger: the teacher's action is executed with probability beta
             take = torch.rand(env.num_envs, 1, device=env.device) < beta
-            action = torch.where(take, self.teacher.act_on(self.obs), action)  # pyright: ignore[reportOptionalMemberAccess]
+            action = torch.where(take, teacher.act_on(self.obs), action)
         obs, reward, terminated, truncated, info = env.step(action)
         final = info["final_obs"]
         a_key, c_key = cfg.sac.actor_obs, cfg.sac.critic_obs

@@ -99,6 +99,7 @@ EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["ros2"]  # the ROS 2 tests run on Cyclon
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["mujoco"]  # the MuJoCo tests compare with Gymnasium's v5 envs
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["rsl_rl"]  # rsl_rl's PPO runner is tested on our envs
 EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["warp"]  # the warp backend's tests run its kernels on Warp's CPU device
+EXTRAS_REQUIRE["dev"] += EXTRAS_REQUIRE["pybullet"]  # the quadrotor in PyBullet (sim-to-sim evaluation)
 # The packaging test builds this repository with colcon as a ROS 2 workspace would (no ROS needed).
 EXTRAS_REQUIRE["dev"] += [
     "colcon-core", "colcon-ros", "colcon-python-setup-py", "colcon-package-information", "colcon-recursive-crawl",

@@ -14,7 +14,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     onnx_path = resolve_policy(args.source)
     spec, results = evaluate_policy_file(onnx_path, args.episodes, args.seed, Path(args.out) if args.out else None,
-                                         tuple(args.starts))  # fmt: skip
+                                         tuple(args.starts), args.sim)  # fmt: skip
     if args.json:
         print(json.dumps(results, indent=2))
     else:

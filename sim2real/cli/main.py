@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (KeyError, ValueError, TypeError, OSError, RuntimeError) as e:  # CheckpointError is a ValueError
+    except (KeyError, ValueError, TypeError, OSError, RuntimeError, ImportError) as e:  # CheckpointError: a ValueError
         msg = e.args[0] if isinstance(e, KeyError) and e.args else e
         print(f"error: {msg}", file=sys.stderr)
         return 2

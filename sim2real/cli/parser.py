@@ -112,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     e.add_argument("--out", default=None, help="directory for eval.json and trajectories.png (default: beside the policy)")
     e.add_argument("--json", action="store_true", help="print the figures as JSON instead of a table")
+    e.add_argument(
+        "--sim",
+        default=None,
+        metavar="ENGINE",
+        help="run the policy in another physics engine than it was trained in (sim-to-sim), with the same task, "
+        "observations and figures; quadrotor-hover: torch | pybullet (default: the engine of its metadata)",
+    )
 
     x = sub.add_parser("export", help="export a trained policy", description="Export a trained policy.")
     xs = x.add_subparsers(dest="format", required=True, metavar="FORMAT")

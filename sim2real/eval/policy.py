@@ -16,12 +16,15 @@ from typing import Any
 from sim2real.core.files import write_text_atomic
 from sim2real.core.policy_file import OnnxPolicy
 from sim2real.eval.returns import evaluate_returns
-from sim2real.sim.registry import EvalRequest, TaskSpec, policy_env_config
+from sim2real.sim.registry import EvalRequest, TaskSpec, policy_env_config, with_engine
 
 
 def evaluate_policy_file(path: Path, episodes: int = 200, seed: int = 0, out_dir: Path | None = None,
-                         starts: tuple[str, ...] = ()) -> tuple[TaskSpec, dict[str, Any]]:  # fmt: skip
+                         starts: tuple[str, ...] = (), engine: str | None = None) -> tuple[TaskSpec, dict[str, Any]]:  # fmt: skip
     """Evaluate ``policy.onnx``; writes ``eval.json`` (and the task's plots) into ``out_dir`` (default: beside it).
+
+    ``engine`` runs the policy in another physics engine than the one it was trained in (sim-to-sim): the same task,
+    observation builder and figures, another integrator (``quadrotor-hover``: ``torch`` or ``pybullet``).
 
     Raises:
         ValueError: ``episodes < 1`` (each evaluation checks its own arguments), or a policy file that does not fit.
@@ -31,6 +34,8 @@ def evaluate_policy_file(path: Path, episodes: int = 200, seed: int = 0, out_dir
     """
     policy = OnnxPolicy(path)
     spec, env_cfg = policy_env_config(policy.metadata, str(path))
+    if engine is not None:
+        env_cfg = with_engine(env_cfg, engine, spec.name)
     out = out_dir or path.parent
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.time()
@@ -39,7 +44,8 @@ def evaluate_policy_file(path: Path, episodes: int = 200, seed: int = 0, out_dir
     else:
         results = evaluate_returns(policy, spec, env_cfg, episodes, seed)
     files = [str(out / "eval.json"), *results.pop("files", [])]
-    results["meta"] = {"policy": str(path), "episodes": episodes, "seed": seed, "eval_time_s": round(time.time() - t0, 2)}
+    results["meta"] = {"policy": str(path), "episodes": episodes, "seed": seed, "engine": getattr(env_cfg, "engine", None),
+                       "eval_time_s": round(time.time() - t0, 2)}  # fmt: skip
     write_text_atomic(out / "eval.json", json.dumps(results, indent=2))
     results["meta"]["files"] = files
     return spec, results

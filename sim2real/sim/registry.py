@@ -167,3 +167,19 @@ def policy_env_config(meta: PolicyMetadata, where: str = "policy") -> tuple[Task
             raise CheckpointError(f"{where}: its {name} sensor {desc} differs from the one task {meta.task!r} builds "
                                   f"from its env config: {sensors.get(name)}")  # fmt: skip
     return spec, cfg
+
+
+def with_engine(env_cfg: Any, engine: str, task: str) -> Any:
+    """``env_cfg`` run by physics ``engine`` (sim-to-sim evaluation): its ``engine`` field replaced.
+
+    Raises:
+        ValueError: the task's config has no choice of engine, or does not know ``engine`` (the message lists them).
+    """
+    from dataclasses import fields, replace
+
+    if "engine" not in {f.name for f in fields(env_cfg)}:
+        raise ValueError(f"task {task!r} runs in one engine only ({type(env_cfg).__name__} has no engine setting)")
+    if env_cfg.engine == engine:
+        return env_cfg
+    return replace(env_cfg, engine=engine)
+

@@ -33,6 +33,7 @@ import torch
 
 from sim2real.core.config import read_yaml_mapping
 from sim2real.core.obs import HISTORY_TERM, ObsGroup, ObsTerm
+from sim2real.sim.pybullet_quadrotor import PyBulletConfig, PyBulletQuadrotors
 from sim2real.sim.quadrotor import (
     MODELS,
     OMEGA,
@@ -210,6 +211,10 @@ class RewardConfig:
     action_max: float = 0.3
 
 
+ENGINES = ("torch", "pybullet")
+"""The physics engines the hover task runs in (:attr:`HoverConfig.engine`)."""
+
+
 @dataclass
 class HoverConfig(EnvConfig):
     """Settings of the hover task."""
@@ -231,6 +236,14 @@ class HoverConfig(EnvConfig):
     """Physics outside the randomisation (default: none): the "real" quadrotor of finetuning, or an oracle's."""
     compile: bool = False
     """Compile the RK4 physics with TorchInductor (worth it from ~256 envs)."""
+    engine: str = "torch"
+    """Who integrates the rigid body: ``torch`` (our batched RK4) or ``pybullet`` (PyBullet, :attr:`pybullet`)."""
+    pybullet: PyBulletConfig = field(default_factory=PyBulletConfig)
+    """The PyBullet engine's substeps, worker processes and optional effects (``engine="pybullet"``)."""
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r} for quadrotor-hover; available: {', '.join(ENGINES)}")
 
     def for_evaluation(self, num_envs: int) -> HoverConfig:
         """CPU, ``num_envs`` envs, physics not compiled (evaluation and export runs are short)."""
@@ -269,7 +282,11 @@ class QuadrotorHoverEnv(VecEnv):
         self.device = dev = torch.device(cfg.device)
         self.model = MODELS[cfg.model]
         self.dyn = QuadrotorDynamics(self.model, dev)
-        self._physics = torch.compile(self.dyn.rk4_step, dynamic=False) if cfg.compile else self.dyn.rk4_step
+        self._engine: PyBulletQuadrotors | None = None
+        if cfg.engine == "pybullet":
+            self._physics = self._engine = PyBulletQuadrotors(self.model, n, cfg.dt, cfg.pybullet)
+        else:
+            self._physics = torch.compile(self.dyn.rk4_step, dynamic=False) if cfg.compile else self.dyn.rk4_step
         self.hover_action = self.model.hover_action()
         self.nominal_params = torch.tensor(self.model.param_vector(), device=dev)
         self.gen = torch.Generator(device=dev)
@@ -372,7 +389,8 @@ class QuadrotorHoverEnv(VecEnv):
     def simulate(self, state: torch.Tensor, rpm_setpoint: torch.Tensor) -> torch.Tensor:
         """Pure step: next state ``(N, 17)`` from ``state`` and normalised RPM set-points ``(N, 4)``.
 
-        Uses this env's per-env parameters and disturbances; the env's own state is untouched.
+        Uses this env's per-env parameters and disturbances; the env's own state is untouched. Always the torch
+        model (the one system identification and the world model differentiate), whatever :attr:`HoverConfig.engine`.
         """
         return self.dyn.rk4_step(state, rpm_setpoint, self.params, self.f_dist, self.t_dist, self.cfg.dt)
 
@@ -391,6 +409,11 @@ class QuadrotorHoverEnv(VecEnv):
                 if getattr(self, k).shape != v.shape:
                     raise ValueError(f"env state {k!r}: expected {tuple(getattr(self, k).shape)}, got {tuple(v.shape)}")
                 getattr(self, k).copy_(v)
+
+    def close(self) -> None:
+        if self._engine is not None:
+            self._engine.close()
+            self._engine = None
 
     # ------------------------------------------------------------------------------------------ reset
     def _reset_idx(self, ids: torch.Tensor) -> None:

@@ -33,7 +33,7 @@ from sim2real.core.files import CheckpointError, load_checkpoint, write_bytes_at
 from sim2real.core.obs import joined_dim, joined_layout, select
 from sim2real.core.policy_file import INPUT_NAME, OUTPUT_NAME, OnnxPolicy, PolicyMetadata, metadata_props
 from sim2real.policies.networks import RunningNormalizer, SquashedGaussianActor
-from sim2real.policies.runner import CHECKPOINT_VERSION, TrainConfig, config_from_dict, run_checkpoint
+from sim2real.policies.runner import CHECKPOINT_VERSION, TrainConfig, config_from_dict, make_agent, run_checkpoint
 from sim2real.policies.sac import SAC
 from sim2real.sim.registry import get_task
 from sim2real.sim.vecenv import EnvSpec, VecEnv
@@ -110,8 +110,7 @@ class TrainedPolicy:
     @torch.no_grad()
     def reference(self, obs: torch.Tensor) -> torch.Tensor:
         """Deterministic actions ``(B, A)`` through the training modules (normaliser, actor) for ``obs`` ``(B, D)``."""
-        x = self.agent.actor_norm(obs) if self.cfg.sac.normalize_obs else obs
-        return self.agent.actor.deterministic(x)
+        return self.agent.act_input(obs, deterministic=True)
 
 
 def _cpu_env(cfg: TrainConfig, num_envs: int) -> VecEnv:
@@ -147,8 +146,7 @@ def load_trained_policy(source: str | Path) -> TrainedPolicy:
         cfg = config_from_dict(ckpt["config"], ckpt["version"])
         env = _cpu_env(cfg, 1)
         spec = env.spec
-        image = spec.sensors.get("tactile", {}).get("shape") if cfg.sac.actor_encoder == "cnn" else None
-        agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, "cpu", tuple(image) if image else None)
+        agent = make_agent(spec, cfg.sac, "cpu")
     except (TypeError, KeyError, ValueError) as e:
         raise CheckpointError(f"checkpoint {ckpt_path}: cannot rebuild its run ({type(e).__name__}: {e})") from None
     state = ckpt["agent"]

@@ -145,14 +145,17 @@ class SquashedGaussianActor(nn.Module):
         self.act_dim: int = act_dim
         self.log_std_min, self.log_std_max = log_std_min, log_std_max
 
+    def _features(self, obs: torch.Tensor) -> torch.Tensor:
+        """The MLP's input: the observation, or its encoding."""
+        return obs if self.encoder is None else self.encoder(obs)
+
     def mean_action(self, obs: torch.Tensor) -> torch.Tensor:
         """``mu(s)`` ``(B, A)`` before the tanh (the deployment graph: no log-std)."""
-        x = obs if self.encoder is None else self.encoder(obs)
-        return self.net(x)[..., : self.act_dim]  # slicing, not chunk: exports to clean ONNX
+        return self.net(self._features(obs))[..., : self.act_dim]  # slicing, not chunk: exports to clean ONNX
 
     def dist_params(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and log-std ``(B, A)`` each, for normalised observations ``(B, obs_dim)``."""
-        out = self.net(obs if self.encoder is None else self.encoder(obs))
+        out = self.net(self._features(obs))
         mu, raw = out[..., : self.act_dim], out[..., self.act_dim :]
         log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (torch.tanh(raw) + 1.0)
         return mu, log_std

@@ -33,7 +33,7 @@ from sim2real.policies.distill import DistillConfig, Teacher
 from sim2real.policies.replay import ReplayBuffer, nstep_batch
 from sim2real.policies.sac import SAC, SACConfig
 from sim2real.sim.registry import GroupedPolicy, get_task
-from sim2real.sim.vecenv import VecEnv
+from sim2real.sim.vecenv import EnvSpec, VecEnv
 
 CHECKPOINT_VERSION = 2
 """2: ``config.env`` is the task's whole env config; 1 (still read): a dict of dotted overrides of it."""
@@ -132,6 +132,12 @@ def load_teacher(source: str | Path, obs_dims: dict[str, int], act_dim: int, dev
     return distill.teacher_from_state(sac, ckpt["agent"], obs_dims, act_dim, device, str(path))
 
 
+def make_agent(spec: EnvSpec, sac: SACConfig, device: torch.device | str) -> SAC:
+    """The SAC agent of an env: a CNN actor encoder takes its image shape from the env's ``tactile`` sensor."""
+    image = spec.sensors.get("tactile", {}).get("shape") if sac.actor_encoder == "cnn" else None
+    return SAC(spec.obs_dims, spec.action_dim, sac, device, tuple(image) if image else None)
+
+
 def make_env(cfg: TrainConfig) -> VecEnv:
     """Build the task env of a training config."""
     return get_task(cfg.task).make(cfg.env)
@@ -157,8 +163,7 @@ class Runner:
         if cfg.distill.teacher:  # a student: the teacher's critic shape, its weights after the agent is built
             self.teacher = load_teacher(cfg.distill.teacher, spec.obs_dims, spec.action_dim, torch.device(cfg.device))
             self.cfg = cfg = replace(cfg, sac=distill.student_sac(cfg.distill, cfg.sac, self.teacher))
-        image = spec.sensors.get("tactile", {}).get("shape") if cfg.sac.actor_encoder == "cnn" else None
-        self.agent = SAC(spec.obs_dims, spec.action_dim, cfg.sac, cfg.device, tuple(image) if image else None)
+        self.agent = make_agent(spec, cfg.sac, cfg.device)
         if self.teacher is not None:
             distill.init_student(self.agent, self.teacher, cfg.distill.critic)
         a_dim, c_dim = joined_dim(spec.obs_dims, cfg.sac.actor_obs), joined_dim(spec.obs_dims, cfg.sac.critic_obs)
@@ -374,11 +379,7 @@ class Runner:
         agent.actor.eval()
 
         def act(obs: torch.Tensor) -> torch.Tensor:  # the actor's input, as a policy file takes it
-            x = obs.to(self.agent.device)
-            if agent.cfg.normalize_obs:
-                x = agent.actor_norm(x)
-            with torch.no_grad():
-                return agent.actor.deterministic(x).cpu()
+            return agent.act_input(obs.to(agent.device), deterministic=True).cpu()
 
         figures = entry.validate(GroupedPolicy(act, a_key), self.env.cfg, self.cfg.eval_episodes, None)
         agent.actor.train(was_training)

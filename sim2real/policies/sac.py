@@ -149,7 +149,11 @@ class SAC:
     @torch.no_grad()
     def act(self, obs: dict[str, torch.Tensor], deterministic: bool = False) -> torch.Tensor:
         """Actions ``(N, A)`` in ``[-1, 1]`` for a batch of observation dicts."""
-        x = select(obs, self.cfg.actor_obs)
+        return self.act_input(select(obs, self.cfg.actor_obs), deterministic)
+
+    @torch.no_grad()
+    def act_input(self, x: torch.Tensor, deterministic: bool = False) -> torch.Tensor:
+        """Actions ``(N, A)`` for the actor's raw input ``x`` ``(N, D)`` (``actor_obs`` selected; as a policy file takes it)."""
         x = self.actor_norm(x) if self.cfg.normalize_obs else x
         return self.actor.deterministic(x) if deterministic else self.actor.sample(x)[0]
 
@@ -207,11 +211,12 @@ class SAC:
             return critic_loss, metrics
 
         # Actor: E[alpha log pi(a|s) - min_k Q_k(s, a)], a ~ pi(.|s), through detached critic weights.
-        pi_a, logp = self.actor.sample(obs_a)
-        frozen = [p.detach() for p in self._online]
-        q_pi = self._q_values(self.critic(obs_c, pi_a, frozen)).min(0).values
-        actor_loss = (alpha * logp - q_pi).mean()
-        if bc_target is not None:  # imitate: E |tanh(mu(s)) - a*|^2 (summed over action dims)
+        pi_a, logp = self.actor.sample(obs_a)  # logp also drives the temperature
+        if bc_target is None:
+            frozen = [p.detach() for p in self._online]
+            q_pi = self._q_values(self.critic(obs_c, pi_a, frozen)).min(0).values
+            actor_loss = (alpha * logp - q_pi).mean()
+        else:  # imitate: E |tanh(mu(s)) - a*|^2 (summed over action dims)
             actor_loss = (self.actor.deterministic(obs_a) - bc_target).square().sum(-1).mean()
         if self.anchor is not None:  # stay near a reference policy: + w E |mu(s) - mu_ref(s)|^2 (tanh-squashed means)
             with torch.no_grad():

@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from sim2real.sim.quadrotor import OMEGA, POS, QUAT, RPM, STATE_DIM, VEL, QuadrotorModel
+from sim2real.sim.quadrotor import OMEGA, POS, QUAT, RPM, STATE_DIM, VEL, QuadrotorModel, quat_to_rotmat
 
 #: gym-pybullet-drones' ``cf2x.urdf`` constants for the optional effects (drag per rad/s of summed rotor speed
 #: [N s/m / (rad/s)], ground-effect coefficient, propeller radius [m]).
@@ -67,13 +67,8 @@ def require_pybullet() -> Any:
 
 
 def _rotmat_xyzw(q: np.ndarray) -> np.ndarray:
-    """Rotation matrices ``(N, 3, 3)`` of PyBullet quaternions ``(N, 4)`` ``(x, y, z, w)``."""
-    x, y, z, w = q.T
-    return np.stack((
-        np.stack((1 - 2 * (y * y + z * z), 2 * (x * y - w * z), 2 * (x * z + w * y)), -1),
-        np.stack((2 * (x * y + w * z), 1 - 2 * (x * x + z * z), 2 * (y * z - w * x)), -1),
-        np.stack((2 * (x * z - w * y), 2 * (y * z + w * x), 1 - 2 * (x * x + y * y)), -1),
-    ), 1)  # fmt: skip
+    """Rotation matrices ``(N, 3, 3)`` of PyBullet quaternions ``(N, 4)`` ``(x, y, z, w)`` (:func:`quat_to_rotmat`)."""
+    return quat_to_rotmat(torch.from_numpy(np.ascontiguousarray(q[:, [3, 0, 1, 2]]))).numpy()
 
 
 class _Client:

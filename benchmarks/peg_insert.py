@@ -3,10 +3,10 @@
 Per seed, with the task's default settings (``sim2real train peg-insert --stage teacher|student``):
 
 * ``teacher``: the privileged teacher (actor and critic on the simulator's state);
-* ``aacd``: the tactile student (``policy+tactile``) with the task's defaults: the teacher's frozen critic and a
-  20k-step DAgger warm start;
+* ``aacd``: the tactile student (``policy+tactile``) with the task's defaults: the teacher's critic, finetuned, and
+  a 20k-step DAgger warm start;
 * ``aacd_no_dagger``: the same without the DAgger warm start (the critic alone teaches);
-* ``aacd_finetune``: the defaults with the teacher's critic finetuned on the student's data;
+* ``aacd_frozen``: the defaults with the teacher's critic frozen;
 * ``tactile_scratch``: a tactile student that learns nothing from the teacher (a critic from scratch, no DAgger:
   plain asymmetric actor-critic, the same budget);
 * ``no_tactile``: the defaults with an actor that reads only ``policy`` (no touch).
@@ -39,10 +39,10 @@ from sim2real.core.policy_file import OnnxPolicy
 from sim2real.export.onnx import export_onnx
 from sim2real.policies.runner import Runner, TrainConfig
 from sim2real.sim.registry import get_task
-from sim2real.tasks.peg_insert.evaluation import run_episodes
+from sim2real.tasks.peg_insert.evaluation import success_rates
 
 REPO = Path(__file__).resolve().parents[1]
-VARIANTS = ("teacher", "aacd", "aacd_no_dagger", "aacd_finetune", "tactile_scratch", "no_tactile")
+VARIANTS = ("teacher", "aacd", "aacd_no_dagger", "aacd_frozen", "tactile_scratch", "no_tactile")
 
 
 def config(variant: str, seed: int, teacher: str, log_dir: str) -> TrainConfig:
@@ -55,8 +55,8 @@ def config(variant: str, seed: int, teacher: str, log_dir: str) -> TrainConfig:
     d = replace(cfg.distill, teacher=teacher)
     if variant == "aacd_no_dagger":
         d = replace(d, dagger_env_steps=0)
-    elif variant == "aacd_finetune":
-        d = replace(d, critic="finetune")
+    elif variant == "aacd_frozen":
+        d = replace(d, critic="frozen")
     elif variant == "tactile_scratch":
         d = replace(d, critic="scratch", dagger_env_steps=0)
     cfg = replace(cfg, seed=seed, log_dir=log_dir, name=variant, distill=d)
@@ -71,7 +71,7 @@ def run(variant: str, seed: int, teacher: str, log_dir: str, episodes: int) -> d
     runner.train()
     train_s = time.time() - t0
     path = export_onnx(runner.run_dir)
-    res = run_episodes(OnnxPolicy(path), runner.env.cfg, episodes, 1000 + seed)
+    res = success_rates(OnnxPolicy(path), runner.env.cfg, episodes, 1000 + seed)
     runner.env.close()
     return {"variant": variant, "seed": seed, "run_dir": str(runner.run_dir), "train_s": round(train_s, 1),
             "env_steps": runner.env_steps, "success_rate": res["success_rate"],

@@ -72,8 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--critic",
         choices=["frozen", "finetune", "scratch"],
         default=None,
-        help="the student's critic: the teacher's, frozen (default) or finetuned on the student's data; scratch: a new "
-        "critic, nothing from the teacher (the ablation)",
+        help="the student's critic: the teacher's, frozen or finetuned on the student's data (default: the task's value; "
+        "peg-insert finetunes); scratch: a new critic, nothing from the teacher (the ablation)",
     )
     t.add_argument(
         "--dagger-steps",

@@ -2,21 +2,20 @@
 
 Used by ``sim2real eval`` for tasks without an evaluation of their own (``TaskSpec.evaluate``). The env is the
 task's, rebuilt from the ``env_config`` in the policy's metadata; ``min(episodes, max_envs)`` envs run in
-parallel and each counts its first ``ceil(episodes / num_envs)`` episodes, so short episodes are not favoured
-(stopping at the first ``episodes`` completions would be). A task with a ``validate`` hook (e.g. the humanoid's
-tracking error) adds its figures under ``validation``.
+parallel (:func:`~sim2real.sim.episodes.run_episodes`: short episodes are not favoured). A task with a
+``validate`` hook (e.g. the humanoid's tracking error) adds its figures under ``validation``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from sim2real.sim.registry import TaskSpec, policy_input
+from sim2real.sim.episodes import run_episodes
+from sim2real.sim.registry import TaskSpec
 from sim2real.sim.vecenv import EnvConfig
 
 
@@ -34,27 +33,12 @@ def evaluate_returns(
     Returns ``{"task", "episodes", "return_mean", "return_std", "return_min", "return_max", "length_mean"}``
     (plus ``validation`` when the task has a validate hook).
     """
-    if episodes < 1:
-        raise ValueError(f"--episodes must be >= 1, got {episodes}")
-    n = min(episodes, max_envs)
-    per_env = math.ceil(episodes / n)
-    env = spec.make(env_cfg.for_evaluation(n))
-    obs = env.reset(seed)
-    done_count = torch.zeros(n, dtype=torch.long)
-    returns: list[float] = []
-    lengths: list[float] = []
-    while bool((done_count < per_env).any()):
-        obs, _, terminated, truncated, info = env.step(policy(policy_input(policy, obs)))
-        ids = (terminated | truncated).nonzero().flatten()  # the order of info["episode"]
-        if len(ids) == 0:
-            continue
-        ep = info["episode"]
-        for j, i in enumerate(ids.cpu().tolist()):
-            if done_count[i] < per_env:
-                returns.append(float(ep["return"][j]))
-                lengths.append(float(ep["length"][j]))
-            done_count[i] += 1
-    env.close()
+    env = spec.make(env_cfg.for_evaluation(min(max(episodes, 1), max_envs)))  # run_episodes refuses episodes < 1
+    try:
+        rows = run_episodes(policy, env, episodes, seed)
+    finally:
+        env.close()
+    returns, lengths = [r["return"] for r in rows], [r["length"] for r in rows]
     r = np.asarray(returns)
     out: dict[str, Any] = {"task": spec.name, "episodes": len(r), "return_mean": float(r.mean()), "return_std": float(r.std()),
                            "return_min": float(r.min()), "return_max": float(r.max()),

@@ -42,7 +42,7 @@ def test_inserting_needs_the_pegs_pose_in_the_hand() -> None:
         knows, guesses = _success_rate(env, True, 32, 0), _success_rate(env, False, 32, 0)
     finally:
         env.close()
-    assert knows >= 0.9 and guesses <= 0.6, (knows, guesses)  # 1 mm clearance, the peg up to 3 mm off in the grasp
+    assert knows >= 0.9 and guesses <= 0.6, (knows, guesses)  # 1 mm clearance, the peg up to 5 mm off in the grasp
 
 
 def test_the_pads_feel_where_the_peg_sits_in_the_grasp() -> None:
@@ -62,7 +62,46 @@ def test_the_pads_feel_where_the_peg_sits_in_the_grasp() -> None:
         env.close()
 
 
-@pytest.mark.parametrize(("tactile", "dim"), [("force_field", 2 * 14 * 10 * 3), ("image", 2 * 3 * 80 * 60), ("none", 0)])
+def test_a_blocked_peg_slips_in_the_grasp_which_only_the_pads_feel() -> None:
+    """The arm is stiff and the grasp gives: pushing the peg onto the socket's top moves the arm as commanded (no
+    contact cue in proprioception) and slides the peg up between the pads (the imprint moves), until the grasp is
+    lost: the episode then ends, failed, with the penalty."""
+    env = PegInsertEnv(PegInsertConfig(num_envs=1, num_threads=1))
+    try:
+        obs = env.reset(0)
+        d, c = env.datas[0], env.spec.obs_groups["critic"]
+        rows, cols = env.cfg.taxels
+        y = env.sensor.taxels[:, 1].reshape(rows, cols)  # along the pad's rows: the peg's axis
+
+        def imprint(o: dict[str, torch.Tensor]) -> float:
+            p = o["tactile"].reshape(2, rows, cols, 3)[0, ..., 0].clamp_min(0)
+            return float((p * y).sum() / p.sum())
+
+        over_wall = env.socket[0, :2] + [0.0, 0.008]  # the tip over the wall's top, 8 mm beside the hole's centre
+        for _ in range(10):
+            a = torch.zeros(1, 3)
+            a[0, :2] = torch.as_tensor(over_wall - d.qpos[0:2]) / env.cfg.max_step_m
+            obs, *_ = env.step(a.clamp(-1, 1))
+        felt, lag, slid, info = [imprint(obs)], [], 0.0, {}
+        for _ in range(60):  # straight down, onto the wall and on
+            obs, reward, terminated, _, info = env.step(torch.tensor([[0.0, 0.0, -1.0]]))
+            if bool(terminated[0]):
+                break
+            lag.append(float(np.abs(d.qpos[0:3] - d.ctrl).max()))
+            felt.append(imprint(obs))
+            slid = float(obs["critic"][0, c.slice("peg_in_hand")][1]) - env.in_hand[0, 1]
+        assert bool(terminated[0]) and info["episode"]["success"].tolist() == [0.0]
+        assert float(reward[0]) < -env.cfg.lost_grasp_penalty
+        assert max(lag) < 3e-4  # the arm never stalls: 0.3 mm at most from its command
+        assert slid > 0.006  # the peg had slid up in the grasp before it was lost ...
+        assert abs(felt[-1] - felt[0]) > 0.0015  # ... and the pads felt it: the imprint moved along the peg
+    finally:
+        env.close()
+
+
+@pytest.mark.parametrize(
+    ("tactile", "dim"), [("force_field", 2 * 14 * 10 * 3), ("image", 2 * 3 * 80 * 60), ("none", 0)]
+)
 def test_observation_groups_and_the_vecenv_contract(tactile: str, dim: int) -> None:
     env = PegInsertEnv(PegInsertConfig(num_envs=4, tactile=tactile, episode_s=0.25))
     try:

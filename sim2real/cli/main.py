@@ -9,6 +9,8 @@ directories, NaN policies) ends with one ``error: ...`` line on stderr and exit 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import importlib
 import sys
 from collections.abc import Callable
 
@@ -33,6 +35,9 @@ def _handler(command: str) -> Callable[[argparse.Namespace], int]:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``sim2real`` console script; returns the exit status."""
     args = build_parser().parse_args(argv)
+    if str(getattr(args, "task", "")).startswith("isaacgym-") and "torch" not in sys.modules:
+        with contextlib.suppress(ImportError):  # Isaac Gym must be imported before torch; absent: the task says how
+            importlib.import_module("isaacgym")
     try:
         return _handler(args.command)(args)
     except KeyboardInterrupt:

@@ -26,6 +26,7 @@ from sim2real.sim.vecenv import EnvConfig, VecEnv
 #: Modules of the built-in tasks; importing one registers its tasks.
 BUILTIN_TASK_MODULES = (
     "sim2real.tasks.quadrotor_hover", "sim2real.tasks.gym_mujoco", "sim2real.tasks.humanoid_walk", "sim2real.tasks.peg_insert",
+    "sim2real.tasks.isaacgym_tasks",
 )  # fmt: skip
 ENTRY_POINT_GROUP = "sim2real.tasks"
 

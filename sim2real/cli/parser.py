@@ -117,7 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar="ENGINE",
         help="run the policy in another physics engine than it was trained in (sim-to-sim), with the same task, "
-        "observations and figures; quadrotor-hover: torch | pybullet (default: the engine of its metadata)",
+        "observations and figures; quadrotor-hover: torch | pybullet; mujoco-halfcheetah, mujoco-hopper: mujoco | pybullet "
+        "(default: the engine of its metadata)",
     )
 
     x = sub.add_parser("export", help="export a trained policy", description="Export a trained policy.")

@@ -24,7 +24,8 @@ def evaluate_policy_file(path: Path, episodes: int = 200, seed: int = 0, out_dir
     """Evaluate ``policy.onnx``; writes ``eval.json`` (and the task's plots) into ``out_dir`` (default: beside it).
 
     ``engine`` runs the policy in another physics engine than the one it was trained in (sim-to-sim): the same task,
-    observation builder and figures, another integrator (``quadrotor-hover``: ``torch`` or ``pybullet``).
+    observation builder and figures, another integrator (``quadrotor-hover``: ``torch`` or ``pybullet``;
+    ``mujoco-halfcheetah``, ``mujoco-hopper``: ``mujoco`` or ``pybullet``).
 
     Raises:
         ValueError: ``episodes < 1`` (each evaluation checks its own arguments), or a policy file that does not fit.

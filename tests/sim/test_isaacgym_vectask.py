@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib.util
 import sys
 from dataclasses import field, make_dataclass
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -40,7 +41,7 @@ def _make(cfg: IsaacGymConfig) -> VecTaskEnv:
 
 
 register(TaskSpec(name=TASK, description="point mass, VecTask conventions (tests)", config=PointMassConfig, make=_make,
-                  train_defaults=TrainConfig))  # fmt: skip
+                  train_defaults=partial(TrainConfig, task=TASK, num_envs=8, env=PointMassConfig())))  # fmt: skip
 
 
 def _remote(num_envs: int = 4, task: str = "PointMass") -> RemoteVecTask:

@@ -79,6 +79,10 @@ class MujocoDRConfig:
     """Duration of a push in control steps."""
 
 
+ENGINES = ("mujoco", "pybullet")
+"""The physics engines the MuJoCo tasks run in (:attr:`MujocoEnvConfig.engine`)."""
+
+
 @dataclass
 class MujocoEnvConfig(EnvConfig):
     """Settings shared by every MuJoCo task."""
@@ -97,6 +101,15 @@ class MujocoEnvConfig(EnvConfig):
     backend: str = "cpu"
     """``"cpu"``: MuJoCo, one ``MjData`` per env in worker threads. ``"warp"``: mujoco_warp, every env in one batched
     simulation on ``device`` (``"cuda"``; ``"cpu"`` runs Warp's CPU backend), see :mod:`sim2real.sim.mujoco.warp`."""
+    engine: str = "mujoco"
+    """The physics engine: ``"mujoco"`` (on :attr:`backend`) or ``"pybullet"`` (PyBullet integrates the same MJCF
+    robot, :mod:`sim2real.sim.pybullet_mjcf`: HalfCheetah and Hopper)."""
+
+    def __post_init__(self) -> None:
+        if self.engine not in ENGINES:
+            raise ValueError(f"unknown engine {self.engine!r} for the MuJoCo tasks; available: {', '.join(ENGINES)}")
+        if self.engine == "pybullet" and self.backend != "cpu":
+            raise ValueError(f"engine 'pybullet' runs on the CPU; backend {self.backend!r} is MuJoCo's")
 
 
 class MujocoVecEnv(VecEnv):

@@ -302,7 +302,8 @@ class PegInsertEnv(VecEnv):
         inside = np.abs(tip[:, :2] - self.socket[:, :2]).max(1) < PEG_RADIUS + CLEARANCE / 2  # in the hole
         success = inside & (tip[:, 2] <= SOCKET_DEPTH - self.cfg.insert_depth_m)
         # reward: minus the tip's distance to its goal in cm, a bonus on success
-        slip = np.stack([d.qpos[3:6] for d in self.datas]) - self.in_hand  # how far the peg moved in the grasp
+        grasp = self._grasps()
+        slip = grasp - self.in_hand  # how far the peg moved in the grasp
         lost = ~success & ((np.linalg.norm(slip[:, :2], axis=1) > self.cfg.max_slip_m) |
                            (np.abs(slip[:, 2]) > self.cfg.max_slip_tilt_rad))  # fmt: skip
         reward = torch.as_tensor(-100.0 * np.linalg.norm(err, axis=1) + self.cfg.success_bonus * success
@@ -310,7 +311,7 @@ class PegInsertEnv(VecEnv):
         terminated = torch.as_tensor(success | lost)
         truncated = (self.steps >= self.max_steps) & ~terminated
         self.returns += reward
-        obs = self._observe(tip=tip)
+        obs = self._observe(tip=tip, grasp=grasp)
         info: dict[str, Any] = {"success": torch.as_tensor(success), "final_obs": obs}
         done = terminated | truncated
         if bool(done.any()):
@@ -334,6 +335,10 @@ class PegInsertEnv(VecEnv):
         bounds = [(n * j // k, n * (j + 1) // k) for j in range(k)]
         list(self.pool.map(lambda b: fn(*b), bounds))
 
+    def _grasps(self) -> np.ndarray:
+        """The peg's pose in the grasp ``(E, 3)``: ``qpos[3:6]`` = (slip_x, slip_z, tilt)."""
+        return np.stack([d.qpos[3:6] for d in self.datas])
+
     def _tips(self) -> np.ndarray:
         """The peg tips' world positions ``(E, 3)``."""
         g = self.ids["peg"]
@@ -356,11 +361,12 @@ class PegInsertEnv(VecEnv):
         peg = RigidState(_f32(pos[:, 2:]), _f32(rot[:, 2:]), _f32(lin[:, 2:]), _f32(ang[:, 2:]))
         return pads, [ContactShape(Cylinder(torch.tensor([PEG_RADIUS, PEG_HALF_LENGTH])), peg)]
 
-    def _observe(self, tip: np.ndarray | None = None) -> dict[str, torch.Tensor]:
-        """The observation groups; ``tip``: the peg tips (:meth:`_tips`) when the step already has them."""
+    def _observe(self, tip: np.ndarray | None = None, grasp: np.ndarray | None = None) -> dict[str, torch.Tensor]:
+        """The observation groups; ``tip``, ``grasp``: :meth:`_tips`, :meth:`_grasps` when the step already has them."""
         n, datas = self.num_envs, self.datas
         hand = np.stack([d.qpos[0:3] for d in datas])
         tip = self._tips() if tip is None else tip
+        grasp = self._grasps() if grasp is None else grasp
         force = np.zeros((n, 3))
         for row, (m, d) in enumerate(zip(self.models, datas)):  # contact forces on the peg, world frame
             f6 = np.zeros(6)
@@ -374,7 +380,7 @@ class PegInsertEnv(VecEnv):
         known = {"hand_to_socket_estimate": _f32(hand - estimate), "hand_velocity": _f32(np.stack([d.qvel[0:3] for d in datas])),
                  "last_action": _f32(self.last_action)}  # fmt: skip
         obs = {"policy": groups["policy"].concat(**known), "critic": groups["critic"].concat(
-            **known, tip_to_socket=_f32(tip - socket), peg_in_hand=_f32(np.stack([d.qpos[3:6] for d in datas])),
+            **known, tip_to_socket=_f32(tip - socket), peg_in_hand=_f32(grasp),
             estimate_error=_f32(estimate - socket), peg_contact_force=_f32(force))}  # fmt: skip
         if self.cfg.tactile != "none":
             pads, shapes = self._bodies()

@@ -4,7 +4,7 @@ Each task builds the IsaacGymEnvs task of the same name with ``isaacgymenvs.make
 :class:`~sim2real.sim.isaacgym_vectask.VecTaskEnv` (groups ``policy`` = ``obs_buf``, ``critic`` = ``states_buf``
 where the task has states). Isaac Gym must be installed (``docs/isaacgym.md``): in this interpreter, or in a Python
 3.8 environment whose interpreter the env config's ``python`` names. The training defaults are FastSAC-style GPU
-settings (``docs/algorithms.md``), not tuned on these tasks: no Isaac Gym machine was at hand to tune them.
+settings (``docs/algorithms.md``), not tuned on these tasks yet.
 """
 
 from __future__ import annotations

@@ -157,10 +157,7 @@ class MujocoPyBulletVecEnv(MujocoVecEnv):
 
     def set_state(self, qpos: torch.Tensor, qvel: torch.Tensor, env_ids: torch.Tensor | None = None) -> None:
         ids = self._ids(env_ids)
-        qp = np.asarray(torch.as_tensor(qpos, dtype=torch.float64).cpu()).reshape(len(ids), self.nq)
-        qv = np.asarray(torch.as_tensor(qvel, dtype=torch.float64).cpu()).reshape(len(ids), self.nv)
-        if not (np.isfinite(qp).all() and np.isfinite(qv).all()):
-            raise ValueError("set_state: qpos/qvel contain NaN/Inf")
+        qp, qv = self._state_rows(qpos, qvel, len(ids))
         for k, i in enumerate(ids):
             for d, j in enumerate(self._joints):
                 self.client.resetJointState(self.robots[i], j, float(qp[k, d] - self._ref[d]), float(qv[k, d]))

@@ -242,10 +242,7 @@ class MujocoVecEnv(VecEnv):
         """
         mujoco = require_mujoco()
         ids = self._ids(env_ids)
-        qp = np.asarray(torch.as_tensor(qpos, dtype=torch.float64).cpu()).reshape(len(ids), self.nq)
-        qv = np.asarray(torch.as_tensor(qvel, dtype=torch.float64).cpu()).reshape(len(ids), self.nv)
-        if not (np.isfinite(qp).all() and np.isfinite(qv).all()):
-            raise ValueError("set_state: qpos/qvel contain NaN/Inf")
+        qp, qv = self._state_rows(qpos, qvel, len(ids))
         for k, i in enumerate(ids):
             m, d = self.models[i], self.datas[i]
             mujoco.mj_resetData(m, d)
@@ -253,6 +250,14 @@ class MujocoVecEnv(VecEnv):
             d.qvel[:] = qv[k]
             mujoco.mj_forward(m, d)
             self._measure(m, d, self._obs[i], self._aux[i])
+
+    def _state_rows(self, qpos: torch.Tensor, qvel: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``qpos`` / ``qvel`` as float64 arrays ``(k, nq)`` / ``(k, nv)``; ValueError on NaN/Inf."""
+        qp = np.asarray(torch.as_tensor(qpos, dtype=torch.float64).cpu()).reshape(k, self.nq)
+        qv = np.asarray(torch.as_tensor(qvel, dtype=torch.float64).cpu()).reshape(k, self.nv)
+        if not (np.isfinite(qp).all() and np.isfinite(qv).all()):
+            raise ValueError("set_state: qpos/qvel contain NaN/Inf")
+        return qp, qv
 
     def get_params(self) -> dict[str, torch.Tensor]:
         """Per-env physical parameters (float64 copies).

@@ -37,6 +37,10 @@ class ObsTerm:
     """Reference frame, unit or ordering note, e.g. ``world, m``, ``oldest->newest``."""
     noise_std: float = 0.0
     """Standard deviation of the Gaussian sensor noise added in simulation (0: noise-free or privileged)."""
+    source: str = ""
+    """Where a robot measures it (``imu.angular_velocity``, ``joint_state.position``, ...: the vocabulary of
+    :mod:`sim2real.sim.legged`), so a deploy node assembles the observation from the policy file alone; empty:
+    the task's own adapter knows (the quadrotor) or the term is privileged."""
 
 
 @dataclass(frozen=True)
@@ -130,10 +134,12 @@ class ObsGroup:
 
     # ------------------------------------------------------------------------------------------ JSON
     def to_json(self) -> list[dict[str, Any]]:
-        """``[{name, start, size, frame, noise_std}, ...]``: the layout written into exported policies."""
+        """``[{name, start, size, frame, noise_std[, source]}, ...]``: the layout written into exported policies."""
         out, pos = [], 0
         for t in self.terms:
             out.append({"name": t.name, "start": pos, "size": t.size, "frame": t.frame, "noise_std": t.noise_std})
+            if t.source:
+                out[-1]["source"] = t.source
             pos += t.size
         return out
 
@@ -156,7 +162,8 @@ class ObsGroup:
                 raise ValueError(f"observation layout entry {i} lacks a valid name/start/size ({e})") from None
             if start != pos:
                 raise ValueError(f"observation layout is not contiguous at term {name!r}: start {start}, expected {pos}")
-            terms.append(ObsTerm(name, size, str(item.get("frame", "")), float(item.get("noise_std", 0.0))))
+            terms.append(ObsTerm(name, size, str(item.get("frame", "")), float(item.get("noise_std", 0.0)),
+                                 str(item.get("source", ""))))
             pos += size
         return cls(tuple(terms))
 

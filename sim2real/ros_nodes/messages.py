@@ -58,6 +58,20 @@ class Time(IdlStruct, typename="builtin_interfaces.msg.dds_.Time_"):
         return self.sec + self.nanosec * 1e-9
 
 
+@final
+@dataclass
+class Duration(IdlStruct, typename="builtin_interfaces.msg.dds_.Duration_"):
+    """``builtin_interfaces/Duration``: ``sec`` int32, ``nanosec`` uint32 in [0, 1e9)."""
+
+    sec: t.int32 = 0
+    nanosec: t.uint32 = 0
+
+    @classmethod
+    def from_seconds(cls, seconds: float) -> "Duration":
+        ns = round(seconds * 1e9)
+        return cls(ns // 1_000_000_000, ns % 1_000_000_000)
+
+
 # ----------------------------------------------------------------------------------- std_msgs
 @final
 @dataclass
@@ -95,6 +109,11 @@ class MultiArrayLayout(IdlStruct, typename="std_msgs.msg.dds_.MultiArrayLayout_"
     data_offset: t.uint32 = 0
 
 
+def _layout_1d(n: int, label: str) -> MultiArrayLayout:
+    """The layout of a 1-D array of ``n`` values (``size = stride = n``)."""
+    return MultiArrayLayout([MultiArrayDimension(label, n, n)], 0)
+
+
 @final
 @dataclass
 class Float32MultiArray(IdlStruct, typename="std_msgs.msg.dds_.Float32MultiArray_"):
@@ -106,8 +125,21 @@ class Float32MultiArray(IdlStruct, typename="std_msgs.msg.dds_.Float32MultiArray
     @classmethod
     def vector(cls, values: list[float], label: str = "") -> "Float32MultiArray":
         """A 1-D array with its dimension described (``size = stride = len(values)``)."""
-        n = len(values)
-        return cls(MultiArrayLayout([MultiArrayDimension(label, n, n)], 0), [float(v) for v in values])
+        return cls(_layout_1d(len(values), label), [float(v) for v in values])
+
+
+@final
+@dataclass
+class Float64MultiArray(IdlStruct, typename="std_msgs.msg.dds_.Float64MultiArray_"):
+    """``std_msgs/Float64MultiArray``: what ros2_control's ``forward_command_controller`` takes (joint targets)."""
+
+    layout: MultiArrayLayout = field(default_factory=MultiArrayLayout)
+    data: t.sequence[float] = field(default_factory=list)
+
+    @classmethod
+    def vector(cls, values: list[float], label: str = "") -> "Float64MultiArray":
+        """A 1-D array with its dimension described (``size = stride = len(values)``)."""
+        return cls(_layout_1d(len(values), label), [float(v) for v in values])
 
 
 # ----------------------------------------------------------------------------------- geometry_msgs
@@ -221,6 +253,27 @@ class JointState(IdlStruct, typename="sensor_msgs.msg.dds_.JointState_"):
     effort: t.sequence[float] = field(default_factory=list)
 
 
+# ----------------------------------------------------------------------------------- trajectory_msgs
+@final
+@dataclass
+class JointTrajectoryPoint(IdlStruct, typename="trajectory_msgs.msg.dds_.JointTrajectoryPoint_"):
+    positions: t.sequence[float] = field(default_factory=list)
+    velocities: t.sequence[float] = field(default_factory=list)
+    accelerations: t.sequence[float] = field(default_factory=list)
+    effort: t.sequence[float] = field(default_factory=list)
+    time_from_start: Duration = field(default_factory=Duration)
+
+
+@final
+@dataclass
+class JointTrajectory(IdlStruct, typename="trajectory_msgs.msg.dds_.JointTrajectory_"):
+    """``trajectory_msgs/JointTrajectory``: the joint names and their points (a one-point trajectory: a target)."""
+
+    header: Header = field(default_factory=Header)
+    joint_names: t.sequence[str] = field(default_factory=list)
+    points: t.sequence[JointTrajectoryPoint] = field(default_factory=list)
+
+
 # ----------------------------------------------------------------------------------- nav_msgs
 @final
 @dataclass
@@ -267,12 +320,14 @@ class DiagnosticArray(IdlStruct, typename="diagnostic_msgs.msg.dds_.DiagnosticAr
 
 MESSAGE_TYPES: dict[str, type[IdlStruct]] = {
     "builtin_interfaces/msg/Time": Time,
+    "builtin_interfaces/msg/Duration": Duration,
     "std_msgs/msg/Header": Header,
     "std_msgs/msg/Bool": Bool,
     "std_msgs/msg/String": String,
     "std_msgs/msg/MultiArrayDimension": MultiArrayDimension,
     "std_msgs/msg/MultiArrayLayout": MultiArrayLayout,
     "std_msgs/msg/Float32MultiArray": Float32MultiArray,
+    "std_msgs/msg/Float64MultiArray": Float64MultiArray,
     "geometry_msgs/msg/Vector3": Vector3,
     "geometry_msgs/msg/Point": Point,
     "geometry_msgs/msg/PointStamped": PointStamped,
@@ -286,6 +341,8 @@ MESSAGE_TYPES: dict[str, type[IdlStruct]] = {
     "geometry_msgs/msg/TwistWithCovariance": TwistWithCovariance,
     "sensor_msgs/msg/Imu": Imu,
     "sensor_msgs/msg/JointState": JointState,
+    "trajectory_msgs/msg/JointTrajectoryPoint": JointTrajectoryPoint,
+    "trajectory_msgs/msg/JointTrajectory": JointTrajectory,
     "nav_msgs/msg/Odometry": Odometry,
     "diagnostic_msgs/msg/KeyValue": KeyValue,
     "diagnostic_msgs/msg/DiagnosticStatus": DiagnosticStatus,

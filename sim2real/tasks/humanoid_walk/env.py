@@ -65,6 +65,7 @@ import numpy as np
 import torch
 
 from sim2real.core.obs import ObsGroup, ObsTerm
+from sim2real.sim import legged
 from sim2real.sim.mujoco.env import MjData, MjModel, MujocoDRConfig, MujocoEnvConfig, MujocoVecEnv, require_mujoco
 from sim2real.sim.vecenv import EnvSpec
 from sim2real.tasks.gym_mujoco import gymnasium_asset
@@ -287,10 +288,12 @@ class HumanoidWalkEnv(MujocoVecEnv):
     def _make_spec(self) -> EnvSpec:
         nz, nu = self.cfg.noise, self.nu
         policy = ObsGroup.of(
-            ObsTerm("base_ang_vel", 3, "body [rad/s]", nz.gyro), ObsTerm("projected_gravity", 3, "body", nz.gravity),
-            ObsTerm("command", 3, "heading frame: vx, vy [m/s], yaw_rate [rad/s]"),
-            ObsTerm("joint_pos", nu, "action order, minus default_joint_pos [rad]", nz.joint_pos),
-            ObsTerm("joint_vel", nu, "action order [rad/s]", nz.joint_vel), ObsTerm("last_action", nu, "action order"),
+            ObsTerm("base_ang_vel", 3, "body [rad/s]", nz.gyro, legged.IMU_GYRO),
+            ObsTerm("projected_gravity", 3, "body", nz.gravity, legged.IMU_GRAVITY),
+            ObsTerm("command", 3, "heading frame: vx, vy [m/s], yaw_rate [rad/s]", source=legged.CMD_VEL),
+            ObsTerm("joint_pos", nu, "action order, minus default_joint_pos [rad]", nz.joint_pos, legged.JOINT_POS),
+            ObsTerm("joint_vel", nu, "action order [rad/s]", nz.joint_vel, legged.JOINT_VEL),
+            ObsTerm("last_action", nu, "action order", source=legged.LAST_ACTION),
         )  # fmt: skip
         critic = policy.noise_free().extended(
             ObsTerm("base_lin_vel", 3, "body [m/s]"), ObsTerm("base_height", 1, "world z of the torso [m]"),
@@ -359,7 +362,7 @@ class HumanoidWalkEnv(MujocoVecEnv):
         tau = raw[:, nq + nv + 15 :]
         return {
             "omega_b": omega_b,
-            "gravity_b": -rot[:, 2, :],  # R^T (0, 0, -1) = -(row 2 of R)
+            "gravity_b": legged.projected_gravity(rot),  # R^T (0, 0, -1)
             "v_b": torch.einsum("nij,ni->nj", rot, v_w),  # R^T v_w
             "v_heading": torch.stack((cy * v_w[:, 0] + sy * v_w[:, 1], -sy * v_w[:, 0] + cy * v_w[:, 1]), 1),
             "v_z": v_w[:, 2],
@@ -433,7 +436,7 @@ class HumanoidWalkEnv(MujocoVecEnv):
         """
         a = self.check_action(action).to(self._dev, torch.float64).clamp(-1.0, 1.0)
         self._prev_action, self._action = self._action, a
-        target = torch.clamp(self._pose_t + self._scale_t * a, self.act_low.double(), self.act_high.double())
+        target = legged.joint_targets(a, self._pose_t, self._scale_t, self.act_low.double(), self.act_high.double())
         obs, reward, terminated, truncated, info = super().step(target)  # q_target
         info["reward_terms"] = self._terms.float().to(self.device)
         info["tracking_error"] = self._errors.float().to(self.device)

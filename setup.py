@@ -131,6 +131,8 @@ setup(
         f"sim_robot_node={PACKAGE}.ros_nodes.sim_robot_node:main",
         f"recorder_node={PACKAGE}.ros_nodes.recorder_node:main",
         f"finetune_node={PACKAGE}.ros_nodes.finetune_node:main",
+        f"legged_policy_node={PACKAGE}.ros_nodes.legged_policy_node:main",
+        f"legged_sim_node={PACKAGE}.ros_nodes.legged_sim_node:main",
     ]},
     classifiers=[
         "Programming Language :: Python :: 3",

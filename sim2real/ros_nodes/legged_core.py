@@ -7,7 +7,8 @@ layout whose terms name their sources (:mod:`sim2real.sim.legged`).
 
 * **joints by name** (:class:`JointMap`): the policy's joints are found in each ``sensor_msgs/JointState`` by name,
   whatever its order; a policy joint the robot lacks, or a robot joint the policy does not drive (unless listed in
-  ``ignore_joints``), is an error at start; commands go out in ``command_joints`` order (default: the policy's).
+  ``ignore_joints``), is an error (the joint state is rejected); commands go out in ``command_joints`` order
+  (default: the policy's).
 * **staged start**: ``WAITING`` until armed (``arm`` topic, or ``autostart`` once inputs are fresh), then
   ``STARTING``: the targets move from the measured pose to the default pose over ``start_duration_s`` and hold it
   for ``hold_s``; then ``RUNNING``: the policy's targets ``clip(default + scale * a, range)``.
@@ -60,8 +61,6 @@ class LeggedSafetyConfig:
     """[rad/s] any joint faster: damping."""
     autostart: bool = False
     """Start as soon as joint states and IMU are fresh (simulation, tests); otherwise wait for ``arm``."""
-    ignore_joints: tuple[str, ...] = ()
-    """Robot joints the policy does not drive (any other extra joint is an error)."""
 
     def __post_init__(self) -> None:
         for name in ("watchdog_timeout_s", "cmd_timeout_s", "max_tilt_deg", "max_joint_velocity"):
@@ -69,7 +68,6 @@ class LeggedSafetyConfig:
                 raise ValueError(f"{name} must be > 0, got {getattr(self, name)}")
         if self.start_duration_s < 0 or self.hold_s < 0:
             raise ValueError("start_duration_s and hold_s must be >= 0")
-        self.ignore_joints = tuple(self.ignore_joints)
 
 
 class JointMap:
@@ -188,13 +186,16 @@ class LeggedController:
         policy: the loaded ``policy.onnx`` (a legged policy: :class:`LeggedAdapter`).
         cfg: the safety behaviours.
         command_joints: the joint order of the outgoing commands (the robot's controller); default: the policy's.
+        ignore_joints: robot joints in the joint states that the policy does not drive (any other extra joint is an
+            error).
     """
 
     def __init__(self, policy: OnnxPolicy, cfg: LeggedSafetyConfig | None = None,
-                 command_joints: list[str] | None = None) -> None:  # fmt: skip
+                 command_joints: list[str] | None = None, ignore_joints: tuple[str, ...] = ()) -> None:  # fmt: skip
         self.policy, self.adapter = policy, LeggedAdapter(policy.metadata)
         self.cfg = cfg or LeggedSafetyConfig()
         self.command_map = JointMap(self.adapter.joints, list(command_joints or self.adapter.joints))
+        self.ignore_joints = tuple(ignore_joints)
         self.robot_map: JointMap | None = None  # from the first JointState
         self.counters = Counters()
         self.state, self.reason = State.WAITING, ""
@@ -215,7 +216,7 @@ class LeggedController:
         """Store a joint state (True), or reject it (False; damping if the robot was driven)."""
         try:
             if self.robot_map is None or self.robot_map.robot_joints != list(names):
-                self.robot_map = JointMap(self.adapter.joints, list(names), self.cfg.ignore_joints)
+                self.robot_map = JointMap(self.adapter.joints, list(names), self.ignore_joints)
         except ValueError as e:
             return self._reject(str(e))
         pos, vel = np.asarray(position, np.float64), np.asarray(velocity, np.float64)

@@ -25,7 +25,7 @@ from sim2real.ros_nodes.node_main import run_node
 from sim2real.ros_nodes.transport import DEFAULT, LATCHED, SENSOR_DATA, Node, QoS, source_time_ns
 
 QOS = {"sensor": SENSOR_DATA, "default": DEFAULT, "latched": LATCHED}
-#: Type and QoS of the quadrotor deployment's topics (short entries in ``topics``).
+#: Type and QoS of the deployments' topics (short entries in ``topics``): the quadrotor's, then the legged robot's.
 KNOWN_TOPICS = {
     "odom": ("nav_msgs/msg/Odometry", "sensor"),
     "cmd_rpm": ("std_msgs/msg/Float32MultiArray", "default"),
@@ -35,6 +35,12 @@ KNOWN_TOPICS = {
     "arm": ("std_msgs/msg/Bool", "default"),
     "estop": ("std_msgs/msg/Bool", "default"),
     "/diagnostics": ("diagnostic_msgs/msg/DiagnosticArray", "default"),
+    "joint_states": ("sensor_msgs/msg/JointState", "sensor"),
+    "imu": ("sensor_msgs/msg/Imu", "sensor"),
+    "cmd_vel": ("geometry_msgs/msg/Twist", "default"),
+    "joint_commands": ("std_msgs/msg/Float64MultiArray", "default"),
+    "legged_policy/obs": ("std_msgs/msg/Float32MultiArray", "default"),
+    "legged_policy/action": ("std_msgs/msg/Float32MultiArray", "default"),
 }
 
 

@@ -150,9 +150,18 @@ def test_robot_launch_file_with_overrides() -> None:
                                                 "ament index (AMENT_PREFIX_PATH)")  # fmt: skip
 
 
+def test_humanoid_robot_launch_file_speaks_to_ros2_control() -> None:
+    desc = load_launch(REPO / "launch" / "humanoid_robot.launch.xml",
+                       {"policy": "/tmp/p.onnx", "controller": "/legs/commands", "imu": "/imu"})  # fmt: skip
+    policy = next(n for n in desc.nodes if n.name == "legged_policy")
+    assert policy.remaps == [("joint_states", "/joint_states"), ("imu", "/imu"), ("joint_commands", "/legs/commands")]
+    assert ParamValue("autostart", False, "false") in policy.params  # a robot starts on `arm`, never by itself
+    assert policy.params[0] == ParamFile(str(REPO / "config" / "humanoid.yaml"))
+
+
 def test_launch_files_name_installed_console_scripts() -> None:
     scripts = console_scripts()
-    for path in (SIM, ROBOT):
+    for path in (SIM, ROBOT, *(REPO / "launch").glob("humanoid_*.launch.xml")):
         for node in load_launch(path, {"policy": "p.onnx"}).nodes:
             assert node.executable in scripts, f"{node.executable} is not a console script (pip install -e .)"
     cmd = entry_point_command("sim2real", "policy_node")

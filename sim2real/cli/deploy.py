@@ -14,11 +14,19 @@ from sim2real.cli.common import resolve_policy
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    """``sim2real export onnx|c|firmware``."""
+    """``sim2real export onnx|c|firmware|ros2-control``."""
     if args.format == "c":
         return _export_c(args)
     if args.format == "firmware":
         return _export_firmware(args)
+    if args.format == "ros2-control":
+        from sim2real.export.ros2_control import export_ros2_control
+
+        if args.update_rate < 1:
+            raise ValueError(f"--update-rate must be >= 1 Hz, got {args.update_rate}")
+        path = export_ros2_control(resolve_policy(args.source), args.out, args.controller, args.update_rate)
+        print(f"wrote {path}")
+        return 0
     from sim2real.core.policy_file import read_metadata
     from sim2real.export.onnx import export_onnx
 

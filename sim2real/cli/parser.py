@@ -135,6 +135,19 @@ def build_parser() -> argparse.ArgumentParser:
     o.add_argument("--opset", type=int, default=17, help="ONNX opset (default 17)")
     o.add_argument("--atol", type=float, default=1e-5, help="max |torch - onnxruntime| accepted (default 1e-5)")
 
+    r = xs.add_parser(
+        "ros2-control",
+        help="legged policy -> ros2_control.yaml (forward_command_controller for its joints, its PD gains)",
+        description="Write the ros2_control configuration a legged policy's robot runs: a controller_manager with a "
+        "joint_state_broadcaster and a forward_command_controller (position commands for the policy's joints in "
+        "its order, what legged_policy_node sends), and the PD gains, torque limits and default pose the policy was "
+        "trained with (sim2real_pd_gains), all from the policy's metadata.",
+    )
+    r.add_argument("source", help="run directory (exported to ONNX first if needed) or policy.onnx")
+    r.add_argument("--out", default=None, help="output YAML (default: ros2_control.yaml beside the policy)")
+    r.add_argument("--controller", default="position_controller", help="name of the forward command controller")
+    r.add_argument("--update-rate", type=int, default=500, help="controller_manager update rate, Hz (default 500)")
+
     c = xs.add_parser(
         "c",
         help="policy -> dependency-free C99 (policy.h/policy.c) for microcontrollers",

@@ -187,3 +187,25 @@ def test_a_robot_without_the_policys_joints_or_policy_without_legged_metadata_is
     hover = OnnxPolicy(Path(__file__).parents[1] / "data" / "quadrotor_hover.onnx")
     with pytest.raises(CheckpointError, match="not a legged policy"):
         LeggedController(hover)
+
+
+def test_export_ros2_control_writes_the_policys_controller_and_gains(policy_path: Path, tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:  # fmt: skip
+    import yaml
+
+    from sim2real.cli.main import main
+
+    out = tmp_path / "robot.yaml"
+    assert main(["export", "ros2-control", str(policy_path), "--out", str(out), "--controller", "legs"]) == 0
+    assert str(out) in capsys.readouterr().out
+    cfg = yaml.safe_load(out.read_text())
+    robot = OnnxPolicy(policy_path).metadata.robot
+    cm = cfg["controller_manager"]["ros__parameters"]
+    assert cm["legs"]["type"] == "forward_command_controller/ForwardCommandController" and cm["update_rate"] == 500
+    assert cfg["legs"]["ros__parameters"] == {"joints": robot["joint_names"], "interface_name": "position"}
+    gains = cfg["sim2real_pd_gains"]
+    assert gains["joints"] == robot["joint_names"] and gains["kp"] == robot["kp"] and gains["kd"] == robot["kd"]
+    hover = Path(__file__).parents[1] / "data" / "quadrotor_hover.onnx"
+    assert main(["export", "ros2-control", str(hover), "--out", str(tmp_path / "x.yaml")]) == 2
+    assert "not a legged policy" in capsys.readouterr().err and not (tmp_path / "x.yaml").exists()
+    assert main(["export", "ros2-control", str(policy_path), "--update-rate", "0"]) == 2

@@ -262,7 +262,8 @@ class LeggedController:
         if self._estop:
             self._estop, self.state, self.reason = False, State.WAITING, ""
 
-    def _fresh(self, now_s: float) -> bool:
+    def inputs_fresh(self, now_s: float) -> bool:
+        """Whether joint states and IMU both arrived within the watchdog period before ``now_s``."""
         j, i, dt = self._joints, self._imu, self.cfg.watchdog_timeout_s
         return j is not None and i is not None and now_s - j.received_s <= dt and now_s - i.received_s <= dt
 
@@ -282,7 +283,7 @@ class LeggedController:
     def tick(self, now_s: float) -> TickResult:
         """One control period at monotonic time ``now_s``: what to send."""
         self.counters.ticks += 1
-        fresh = self._fresh(now_s)
+        fresh = self.inputs_fresh(now_s)
         if self.state in (State.STARTING, State.RUNNING) and not fresh:
             self.counters.watchdog_trips += 1
             self._damp("joint states or IMU stale (watchdog)")

@@ -20,7 +20,9 @@ Topics (relative to the node's namespace; remap them in the launch file):
 ``/diagnostics``       DiagnosticArray out          state, reason, counters (``diagnostics_rate_hz``)
 =====================  ===========================  ==============================================================
 
-Damping (the fallback) sends the measured positions as targets, so the robot's PD loop only damps.
+Damping (the fallback) sends the measured positions as targets, so the robot's PD loop only damps. The control loop
+runs on a timer at the policy's control rate (from its metadata), or on every joint state with
+``trigger:=joint_states`` (lowest latency; the timer then only runs the watchdog).
 """
 
 # pyright: reportArgumentType=false
@@ -66,6 +68,8 @@ class LeggedPolicyNode:
         ignore = node.declare_parameter("ignore_joints", [], "robot joints in joint_states the policy does not drive "
                                         "(any other extra joint is an error)", param_type="list[str]")  # fmt: skip
         self.trajectory = node.declare_parameter("trajectory", False, "also publish joint_trajectory")
+        self.trigger = node.declare_parameter("trigger", "timer", "timer (control rate) or joint_states (each message)",
+                                              choices=["timer", "joint_states"])  # fmt: skip
         rate_override = node.declare_parameter("control_rate_hz", 0.0, "control rate (Hz); 0 = the policy's trained "
                                                "rate (metadata)", min=0.0, max=2000.0)  # fmt: skip
         diag_hz = node.declare_parameter("diagnostics_rate_hz", 5.0, "rate of /diagnostics", min=0.1, max=100.0)
@@ -98,6 +102,8 @@ class LeggedPolicyNode:
     def _on_joints(self, msg: m.JointState) -> None:
         if not self.ctl.on_joint_state(list(msg.name), msg.position, msg.velocity, self.node.monotonic_s()):
             self.node.logger.warning("joint state rejected: %s", self.ctl.reason or "see diagnostics")
+        if self.trigger == "joint_states":
+            self._publish(self.ctl.tick(self.node.monotonic_s()))
 
     def _on_imu(self, msg: m.Imu) -> None:
         w, q = msg.angular_velocity, msg.orientation
@@ -115,7 +121,9 @@ class LeggedPolicyNode:
             self._publish(self.ctl.tick(self.node.monotonic_s()))  # act now, not at the next tick
 
     def _on_timer(self) -> None:
-        self._publish(self.ctl.tick(self.node.monotonic_s()))
+        now = self.node.monotonic_s()
+        if self.trigger == "timer" or not self.ctl.inputs_fresh(now):  # joint-state-triggered: the watchdog still runs
+            self._publish(self.ctl.tick(now))
 
     # ------------------------------------------------------------------------------------------ outputs
     def _publish(self, out: TickResult) -> None:

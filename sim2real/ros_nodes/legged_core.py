@@ -57,7 +57,7 @@ class LeggedSafetyConfig:
     hold_s: float = 1.0
     """... then hold the default pose this long before the policy takes over."""
     max_tilt_deg: float = 45.0
-    max_joint_velocity: float = 20.0
+    max_joint_velocity: float = 30.0
     """[rad/s] any joint faster: damping."""
     autostart: bool = False
     """Start as soon as joint states and IMU are fresh (simulation, tests); otherwise wait for ``arm``."""

@@ -81,3 +81,30 @@ def test_humanoid_sim_launch_staged_start_and_command_parity(policy_path: Path, 
     np.testing.assert_allclose(np.clip(policy(obs), -1, 1), actions, atol=1e-5)
     for a in actions:
         assert np.abs(commands - adapter.targets(a)).max(axis=1).min() < 1e-6
+
+
+STANDING = REPO / "tests" / "data" / "humanoid_stand.onnx"
+
+
+def test_the_trained_humanoid_stands_20s_through_sim2real_launch(tmp_path: Path) -> None:
+    """The committed standing policy on the launched graph: staged start in the harness, then 20 s on its own feet
+    at a zero command, never damped (torso height from the sim robot's diagnostics, tilt from its IMU)."""
+    env = dict(os.environ, ROS_DOMAIN_ID=str(next(_DOMAINS)), PYTHONUNBUFFERED="1")
+    cmd = [sys.executable, "-m", "sim2real.cli.main", "launch", str(REPO / "launch" / "humanoid_sim.launch.xml"),
+           f"policy:={STANDING}", f"record_dir:={tmp_path}"]  # fmt: skip
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=REPO)
+    time.sleep(30)  # start-up, 3 s staged start, then > 20 s of the policy
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    assert "state running" in out and "state damping" not in out, out
+    (path,) = tmp_path.glob("*.mcap")
+    msgs = list(read_messages(path))
+    actions = [x.log_time_ns for x in msgs if x.topic == "/humanoid/legged_policy/action"]
+    assert (actions[-1] - actions[0]) / 1e9 > 20.0  # the policy ran for more than 20 s
+    heights = [float(kv.value) for x in msgs if x.topic == "/diagnostics" for s in x.msg.status
+               if "legged sim" in s.name and x.log_time_ns > actions[0] for kv in s.values if kv.key == "torso_height"]
+    assert len(heights) > 35 and min(heights) > 1.0, heights  # standing: 1.285 m at the default pose
+    tilt = [np.degrees(np.arccos(np.clip(1 - 2 * (q.x**2 + q.y**2), -1, 1))) for q in
+            (x.msg.orientation for x in msgs if x.topic == "/humanoid/imu" and x.log_time_ns > actions[0])]  # fmt: skip
+    assert max(tilt) < 30.0

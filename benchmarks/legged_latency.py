@@ -43,6 +43,9 @@ from sim2real.ros_nodes import messages as m  # noqa: E402
 from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, create_node  # noqa: E402
 from sim2real.sim import legged  # noqa: E402
 
+sys.path.insert(0, str(Path(__file__).parent))
+from ros_latency import latency_figures, tick_figures  # noqa: E402  (the same figures as policy_node's)
+
 
 def small_policy(out: Path) -> Path:
     """A humanoid policy of the task's default network size, exported after 200 env steps."""
@@ -115,20 +118,10 @@ def run(policy: Path, domain: int, rate_hz: float, duration: float, trigger: str
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
-    last = max(sent.values())
-    cmd_t = [t for t in cmd_t if t <= last + 0.05]
-    iv = np.diff(cmd_t) * 1e3
     out = {"rate_hz": rate_hz, "trigger": trigger, "duration_s": duration, "joint_states_sent": len(sent),
-           "commands": len(cmd_t), "achieved_rate_hz": (len(cmd_t) - 1) / (cmd_t[-1] - cmd_t[0]),
-           "interval_ms_p50": float(np.percentile(iv, 50)), "interval_ms_p99": float(np.percentile(iv, 99)),
-           "interval_ms_max": float(iv.max()), "missed_ticks": int((iv > 1.5e3 / rate_hz).sum())}  # fmt: skip
+           **tick_figures(cmd_t, sent, rate_hz)}  # fmt: skip
     if trigger == "joint_states":
-        cmds = np.array(cmd_t)
-        pairs = [(cmds[j - 1], sent[k]) for t_obs, k in obs_k
-                 if k in sent and (j := int(np.searchsorted(cmds, t_obs, side="right"))) > 0]  # fmt: skip
-        lat = np.array([c - s for c, s in pairs]) * 1e3
-        out.update(latency_ms_p50=float(np.percentile(lat, 50)), latency_ms_p99=float(np.percentile(lat, 99)),
-                   latency_ms_max=float(lat.max()), latency_samples=int(len(lat)), dropped=len(sent) - len(lat))  # fmt: skip
+        out.update(latency_figures(cmd_t, obs_k, sent))
     return out
 
 

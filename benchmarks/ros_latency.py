@@ -87,24 +87,43 @@ def run(domain: int, rate_hz: float, duration: float, trigger: str, rt_priority:
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
-    last = max(sent.values())  # the streaming window only (the watchdog's safe tick after it is not a tick interval)
-    cmd_t = [t for t in cmd_t if t <= last + 0.05]
-    iv = np.diff(cmd_t) * 1e3
     out = {"rate_hz": rate_hz, "trigger": trigger, "duration_s": duration, "odometry_sent": len(sent),
-           "commands": len(cmd_t), "achieved_rate_hz": (len(cmd_t) - 1) / (cmd_t[-1] - cmd_t[0]),
-           "interval_ms_p50": float(np.percentile(iv, 50)), "interval_ms_p99": float(np.percentile(iv, 99)),
-           "interval_ms_max": float(iv.max()), "missed_ticks": int((iv > 1.5e3 / rate_hz).sum())}  # fmt: skip
+           **tick_figures(cmd_t, sent, rate_hz)}  # fmt: skip
     if trigger == "odometry":
-        # The node publishes a tick's command, then its observation, on reliable writers: the command of the
-        # tick that used odometry k is the last one that arrived before the observation carrying k.
-        cmds = np.array(cmd_t)
-        pairs = [(cmds[j - 1], sent[k]) for t_obs, k in obs_k
-                 if k in sent and (j := int(np.searchsorted(cmds, t_obs, side="right"))) > 0]  # fmt: skip
-        lat = np.array([c - s for c, s in pairs]) * 1e3
-        out.update(latency_ms_p50=float(np.percentile(lat, 50)), latency_ms_p99=float(np.percentile(lat, 99)),
-                   latency_ms_max=float(lat.max()), latency_samples=int(len(lat)),
-                   dropped=len(sent) - len(lat))  # fmt: skip
+        out.update(latency_figures(cmd_t, obs_k, sent))
     return out
+
+
+def streaming_window(cmd_t: list[float], sent: dict[int, float]) -> list[float]:
+    """The commands of the streaming window only (the watchdog's safe tick after it is not a tick interval)."""
+    last = max(sent.values())
+    return [t for t in cmd_t if t <= last + 0.05]
+
+
+def tick_figures(cmd_t: list[float], sent: dict[int, float], rate_hz: float) -> dict[str, Any]:
+    """Command count, achieved rate, interval p50/p99/max and missed ticks (> 1.5 periods) of a streaming window.
+
+    ``cmd_t``: command arrival times [s]; ``sent``: sequence number -> publish time of the inputs [s].
+    """
+    cmds = streaming_window(cmd_t, sent)
+    iv = np.diff(cmds) * 1e3
+    return {"commands": len(cmds), "achieved_rate_hz": (len(cmds) - 1) / (cmds[-1] - cmds[0]),
+            "interval_ms_p50": float(np.percentile(iv, 50)), "interval_ms_p99": float(np.percentile(iv, 99)),
+            "interval_ms_max": float(iv.max()), "missed_ticks": int((iv > 1.5e3 / rate_hz).sum())}  # fmt: skip
+
+
+def latency_figures(cmd_t: list[float], obs_k: list[tuple[float, int]], sent: dict[int, float]) -> dict[str, Any]:
+    """Input-to-command latency p50/p99/max [ms].
+
+    The node publishes a tick's command, then its observation, on reliable writers: the command of the tick that
+    used input ``k`` is the last one that arrived before the observation carrying ``k`` (``obs_k``: arrival time, k).
+    """
+    cmds = np.array(streaming_window(cmd_t, sent))
+    pairs = [(cmds[j - 1], sent[k]) for t_obs, k in obs_k
+             if k in sent and (j := int(np.searchsorted(cmds, t_obs, side="right"))) > 0]  # fmt: skip
+    lat = np.array([c - s for c, s in pairs]) * 1e3
+    return {"latency_ms_p50": float(np.percentile(lat, 50)), "latency_ms_p99": float(np.percentile(lat, 99)),
+            "latency_ms_max": float(lat.max()), "latency_samples": int(len(lat)), "dropped": len(sent) - len(lat)}
 
 
 def main() -> int:

@@ -1,4 +1,4 @@
-"""Assertions shared by the tests."""
+"""Assertions and fixtures shared by the tests."""
 
 from __future__ import annotations
 
@@ -220,3 +220,19 @@ def normalised(agent: Any, batch: dict[str, torch.Tensor]) -> dict[str, torch.Te
     for k in ("obs_critic", "next_obs_critic"):
         out[k] = agent.critic_norm(batch[k])
     return out
+
+
+def small_humanoid_policy(log_dir: Path) -> Path:
+    """A barely trained ``mujoco-humanoid-walk`` policy (200 env steps, 32 x 32 networks), exported: a real policy
+    file whose metadata drives the legged deploy node; it is not expected to stand."""
+    from sim2real.core.config import apply_overrides
+    from sim2real.export.onnx import export_onnx
+    from sim2real.policies.runner import Runner
+    from sim2real.tasks.humanoid_walk import train_defaults
+
+    cfg = apply_overrides(train_defaults(), {
+        "num_envs": 2, "total_env_steps": 200, "warmup_env_steps": 100, "sac.batch_size": 32, "log_interval": 100,
+        "sac.actor_hidden": [32, 32], "sac.critic_hidden": [32, 32], "env.num_threads": 1, "log_dir": str(log_dir)})  # fmt: skip
+    runner = Runner(cfg, quiet=True)
+    runner.train()
+    return export_onnx(runner.run_dir)

@@ -11,28 +11,19 @@ import torch
 
 pytest.importorskip("mujoco")
 
-from sim2real.core.config import apply_overrides  # noqa: E402
+from helpers import small_humanoid_policy  # noqa: E402
+
 from sim2real.core.files import CheckpointError  # noqa: E402
 from sim2real.core.policy_file import OnnxPolicy  # noqa: E402
-from sim2real.export.onnx import export_onnx  # noqa: E402
-from sim2real.policies.runner import Runner  # noqa: E402
 from sim2real.ros_nodes.legged_core import JointMap, LeggedController, LeggedSafetyConfig, State  # noqa: E402
 from sim2real.ros_nodes.legged_sim_core import LeggedSimRobot  # noqa: E402
-from sim2real.tasks.humanoid_walk import train_defaults  # noqa: E402
 
 DT = 0.02
 
 
 @pytest.fixture(scope="module")
 def policy_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A (barely trained) humanoid policy: what matters here is its metadata and that it is a real export."""
-    cfg = apply_overrides(train_defaults(), {
-        "num_envs": 2, "total_env_steps": 200, "warmup_env_steps": 100, "sac.batch_size": 32, "log_interval": 100,
-        "sac.actor_hidden": [32, 32], "sac.critic_hidden": [32, 32], "env.num_threads": 1,
-        "log_dir": str(tmp_path_factory.mktemp("runs"))})  # fmt: skip
-    runner = Runner(cfg, quiet=True)
-    runner.train()
-    return export_onnx(runner.run_dir)
+    return small_humanoid_policy(tmp_path_factory.mktemp("runs"))
 
 
 @pytest.fixture()

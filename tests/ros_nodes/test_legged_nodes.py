@@ -75,7 +75,6 @@ def test_humanoid_sim_launch_staged_start_and_command_parity(policy_path: Path, 
 STANDING = REPO / "tests" / "data" / "humanoid_stand.onnx"
 
 
-@pytest.mark.skipif(not STANDING.exists(), reason="tests/data/humanoid_stand.onnx is not committed yet")
 def test_the_trained_humanoid_stands_20s_through_sim2real_launch(tmp_path: Path) -> None:
     """The committed standing policy on the launched graph: staged start in the harness, then 20 s on its own feet
     at a zero command, never damped (torso height from the sim robot's diagnostics, tilt from its IMU)."""

@@ -44,7 +44,7 @@ from sim2real.ros_nodes.transport import DEFAULT, SENSOR_DATA, create_node  # no
 from sim2real.sim import legged  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from ros_latency import latency_figures, tick_figures  # noqa: E402  (the same figures as policy_node's)
+from ros_latency import latency_figures, stream, tick_figures  # noqa: E402  (the same figures as policy_node's)
 
 
 def small_policy(out: Path) -> Path:
@@ -103,18 +103,7 @@ def run(policy: Path, domain: int, rate_hz: float, duration: float, trigger: str
                 raise SystemExit(f"the legged node did not run: {proc.stderr.read() if proc.poll() else ''}")
             cmd_t.clear()
             obs_k.clear()
-            period, k = 1.0 / rate_hz, 1
-            t_next = time.perf_counter()
-            end = t_next + duration
-            while t_next < end:
-                if time.perf_counter() >= t_next:
-                    sent[k] = time.perf_counter()
-                    publish(k)
-                    k, t_next = k + 1, t_next + period
-                node.spin_once(max(0.0, min(t_next - time.perf_counter(), 0.002)))
-            drain = time.monotonic() + 0.5
-            while time.monotonic() < drain:
-                node.spin_once(0.01)
+            sent.update(stream(node, publish, rate_hz, duration))
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)

@@ -71,19 +71,8 @@ def run(domain: int, rate_hz: float, duration: float, trigger: str, rt_priority:
                 raise SystemExit(f"the policy node did not answer: {proc.stderr.read() if proc.poll() else ''}")
             cmd_t.clear()
             obs_k.clear()
-            period, k = 1.0 / rate_hz, 1
-            t_next = time.perf_counter()
-            end = t_next + duration
-            while t_next < end:
-                now = time.perf_counter()
-                if now >= t_next:
-                    sent[k] = time.perf_counter()
-                    odom.publish(m.Odometry(pose=m.PoseWithCovariance(m.Pose(m.Point(k * 1e-6, 0.0, 0.0)))))
-                    k, t_next = k + 1, t_next + period
-                node.spin_once(max(0.0, min(t_next - time.perf_counter(), 0.002)))
-            drain = time.monotonic() + 0.5
-            while time.monotonic() < drain:
-                node.spin_once(0.01)
+            sent.update(stream(node, lambda k: odom.publish(m.Odometry(pose=m.PoseWithCovariance(
+                m.Pose(m.Point(k * 1e-6, 0.0, 0.0))))), rate_hz, duration))  # fmt: skip
     finally:
         proc.send_signal(signal.SIGINT)
         proc.wait(20)
@@ -92,6 +81,27 @@ def run(domain: int, rate_hz: float, duration: float, trigger: str, rt_priority:
     if trigger == "odometry":
         out.update(latency_figures(cmd_t, obs_k, sent))
     return out
+
+
+def stream(node: Any, publish: Any, rate_hz: float, duration: float) -> dict[int, float]:
+    """Call ``publish(k)`` for k = 1, 2, ... at ``rate_hz`` for ``duration`` s while spinning ``node``.
+
+    Then drains for 0.5 s; returns sequence number -> publish time [s].
+    """
+    sent: dict[int, float] = {}
+    period, k = 1.0 / rate_hz, 1
+    t_next = time.perf_counter()
+    end = t_next + duration
+    while t_next < end:
+        if time.perf_counter() >= t_next:
+            sent[k] = time.perf_counter()
+            publish(k)
+            k, t_next = k + 1, t_next + period
+        node.spin_once(max(0.0, min(t_next - time.perf_counter(), 0.002)))
+    drain = time.monotonic() + 0.5
+    while time.monotonic() < drain:
+        node.spin_once(0.01)
+    return sent
 
 
 def streaming_window(cmd_t: list[float], sent: dict[int, float]) -> list[float]:

@@ -105,10 +105,13 @@ class JointSample:
 
 @dataclass
 class ImuSample:
-    """Body angular velocity, orientation quaternion ``(w, x, y, z)`` and the time they were received."""
+    """An IMU sample: body angular velocity, projected gravity and the time it was received.
+
+    The gravity is computed once per message from the orientation (:func:`sim2real.sim.legged.projected_gravity`).
+    """
 
     angular_velocity: np.ndarray
-    quaternion_wxyz: np.ndarray
+    gravity: torch.Tensor
     received_s: float
 
 
@@ -162,10 +165,9 @@ class LeggedAdapter:
 
     def observation(self, joints: JointSample, imu: ImuSample, command: np.ndarray, last_action: np.ndarray) -> np.ndarray:
         """``(obs_dim,)`` float32, every term from its source (the simulator's functions, :mod:`sim2real.sim.legged`)."""
-        q = torch.as_tensor(imu.quaternion_wxyz, dtype=torch.float64)
         values = {
             legged.IMU_GYRO: torch.as_tensor(imu.angular_velocity, dtype=torch.float64),
-            legged.IMU_GRAVITY: legged.projected_gravity(quat_to_rotmat(q / q.norm())),
+            legged.IMU_GRAVITY: imu.gravity,
             legged.CMD_VEL: torch.as_tensor(command, dtype=torch.float64),
             legged.JOINT_POS: torch.as_tensor(joints.position) - self.default,
             legged.JOINT_VEL: torch.as_tensor(joints.velocity),
@@ -234,7 +236,8 @@ class LeggedController:
             return self._reject("non-finite IMU")
         if not 0.5 < float(np.linalg.norm(q)) < 1.5:
             return self._reject("IMU orientation is not a unit quaternion")
-        self._imu = ImuSample(w, q / np.linalg.norm(q), received_s)
+        rot = quat_to_rotmat(torch.as_tensor(q / np.linalg.norm(q), dtype=torch.float64))
+        self._imu = ImuSample(w, legged.projected_gravity(rot), received_s)
         return True
 
     def on_cmd_vel(self, vx: float, vy: float, yaw_rate: float, received_s: float) -> bool:
@@ -323,8 +326,7 @@ class LeggedController:
     def _limits_problem(self) -> str:
         """Why the robot must be damped now (tilt, joint speed), or ``""``."""
         assert self._joints is not None and self._imu is not None
-        g = legged.projected_gravity(quat_to_rotmat(torch.as_tensor(self._imu.quaternion_wxyz)))
-        if -float(g[2]) < math.cos(math.radians(self.cfg.max_tilt_deg)):
+        if -float(self._imu.gravity[2]) < math.cos(math.radians(self.cfg.max_tilt_deg)):
             return f"tilt beyond max_tilt_deg ({self.cfg.max_tilt_deg})"
         if np.abs(self._joints.velocity).max() > self.cfg.max_joint_velocity:
             return f"joint velocity beyond max_joint_velocity ({self.cfg.max_joint_velocity} rad/s)"
